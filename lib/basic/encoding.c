@@ -143,19 +143,34 @@ bad:
 	return -EINVAL;
 }
 
+/* Only "[0-9]+" or "0[xX][0-9a-fA-F]+": strtoull() alone would also take leading whitespace, a sign
+ * (and negate!), and read a leading 0 as octal, so "010" would be 8 and "-1" UINT64_MAX. */
 int parse_uint64(const char *s, uint64_t max, uint64_t *ret)
 {
-	char *end;
-	unsigned long long v;
+	const char *digits;
+	unsigned base = 10;
+	uint64_t v = 0;
 
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+	if (!s)
 		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno == ERANGE)
-		return -ERANGE;
-	if (errno || *end)
+	digits = s;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		digits = s + 2;
+	}
+	if (!*digits)
 		return -EINVAL;
+	for (const char *p = digits; *p; p++) {
+		int d = base == 16 ? unhex(*p) : (*p >= '0' && *p <= '9' ? *p - '0' : -1);
+		if (d < 0)
+			return -EINVAL;
+	}
+	for (const char *p = digits; *p; p++) {
+		unsigned d = (unsigned)(base == 16 ? unhex(*p) : *p - '0');
+		if (v > (UINT64_MAX - d) / base)
+			return -ERANGE;
+		v = v * base + d;
+	}
 	if (v > max)
 		return -ERANGE;
 	*ret = v;

@@ -15,5 +15,6 @@ int hex_decode_exact(const char *s, void *buf, size_t n);
 char *base64_encode(const void *p, size_t n);
 int base64_decode(const char *s, size_t len, uint8_t **ret, size_t *ret_size);
 
-/* Parses a decimal or 0x-hex unsigned integer that must fit max. -EINVAL/-ERANGE. */
+/* Parses a decimal ("[0-9]+", a leading 0 is still decimal) or "0x"-hex unsigned integer that
+ * must fit max. No sign, no whitespace. -EINVAL on any other text, -ERANGE above max. */
 int parse_uint64(const char *s, uint64_t max, uint64_t *ret);

@@ -25,11 +25,15 @@ int read_full_file(const char *path, size_t max_size, bool secure, char **ret, s
 	if (fd < 0)
 		return -errno;
 
+	/* Room for max_size bytes, the NUL, and one more byte to notice a file that is too big;
+	 * saturating, so that SIZE_MAX ("no limit") does not wrap around to a 1-byte cap. */
+	size_t cap = max_size > SIZE_MAX - 2 ? SIZE_MAX : max_size + 2;
+
 	for (;;) {
 		if (size + 1 >= alloc) {
-			size_t n = alloc ? alloc * 2 : 4096;
-			if (n > max_size + 2)
-				n = max_size + 2;
+			size_t n = alloc == 0 ? 4096 : (alloc > SIZE_MAX / 2 ? SIZE_MAX : alloc * 2);
+			if (n > cap)
+				n = cap;
 			if (n <= size + 1) {
 				r = -EFBIG;
 				goto fail;

@@ -8,7 +8,7 @@
 #include <sys/types.h>
 
 /* Reads a whole file (or "-" for stdin) into a NUL-terminated buffer. Fails with -EFBIG when it is
- * larger than max_size, -ENOENT/-EACCES/… from open(). With secure, the buffer is secure_alloc()ed
+ * larger than max_size (SIZE_MAX: no limit), -ENOENT/-EACCES/… from open(). With secure, the buffer is secure_alloc()ed
  * (free with secure_free) and intermediate copies are wiped. */
 int read_full_file(const char *path, size_t max_size, bool secure, char **ret, size_t *ret_size);
 
