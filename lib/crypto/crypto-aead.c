@@ -16,7 +16,8 @@ static int aead_params_check(const AeadParams *p)
 	if (!p || !p->key)
 		return -EINVAL;
 	if (p->key_len != 16 && p->key_len != 24 && p->key_len != 32)
-		return log_debug_errno(EINVAL, "AES-GCM key of %zu bytes: must be 16, 24 or 32.", p->key_len);
+		return log_debug_errno(EINVAL, "AES-GCM key of %zu bytes: must be 16, 24 or 32.",
+				       p->key_len);
 	/* A zero-length IV has no defined GHASH input (SP 800-38D section 5.2.1.1): refuse it. */
 	if (!p->iv || p->iv_len == 0)
 		return log_debug_errno(EINVAL, "AES-GCM needs an IV of at least one byte.");
@@ -89,8 +90,7 @@ int aes_gcm_decrypt(const AeadParams *p, const void *ct, size_t ct_len, const vo
 	if (r == 0) {
 		/* Compares the tag in constant time, and wipes the output on mismatch. */
 		r = mbedtls_gcm_auth_decrypt(&ctx, ct_len, p->iv, p->iv_len, NONNULL(p->aad), p->aad_len,
-					     tag, p->tag_len, NONNULL(ct),
-					     ct_len > 0 ? pt : dummy);
+					     tag, p->tag_len, NONNULL(ct), ct_len > 0 ? pt : dummy);
 		if (r != 0)
 			r = crypto_error(r, "AES-GCM decryption");
 	}

@@ -22,7 +22,7 @@
 #define SEC1_SIZE (SEC1_POINT_OFFSET + EC_P256_POINT_SIZE)
 static const uint8_t sec1_head[SEC1_D_OFFSET] = {0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20};
 static const uint8_t sec1_mid[SEC1_POINT_OFFSET - SEC1_D_OFFSET - 32] = {
-	0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0xa1, 0x44, 0x03, 0x42, 0x00,
+    0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0xa1, 0x44, 0x03, 0x42, 0x00,
 };
 
 static int ec_key_from_private_pk(const unsigned char *buf, size_t len, EcKey **ret)
@@ -41,7 +41,8 @@ static int ec_key_from_private_pk(const unsigned char *buf, size_t len, EcKey **
 		goto out;
 	}
 	if (mbedtls_pk_get_type(&pk) != MBEDTLS_PK_ECKEY) {
-		r = log_debug_errno(EINVAL, "Private key is not an EC key but %s.", mbedtls_pk_get_name(&pk));
+		r = log_debug_errno(EINVAL, "Private key is not an EC key but %s.",
+				    mbedtls_pk_get_name(&pk));
 		goto out;
 	}
 	kp = mbedtls_pk_ec(pk);

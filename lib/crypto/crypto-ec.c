@@ -9,11 +9,13 @@
 
 /* SEQUENCE { SEQUENCE { OID id-ecPublicKey, OID prime256v1 }, BIT STRING (0 unused bits) } */
 const uint8_t p256_spki_prefix[P256_SPKI_PREFIX_SIZE] = {
-	0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
-	0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 };
-static const uint8_t oid_ec_public_key[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01}; /* 1.2.840.10045.2.1 */
-static const uint8_t oid_prime256v1[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}; /* 1.2.840.10045.3.1.7 */
+/* 1.2.840.10045.2.1 */
+static const uint8_t oid_ec_public_key[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
+/* 1.2.840.10045.3.1.7 */
+static const uint8_t oid_prime256v1[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 
 int p256_group_load(mbedtls_ecp_group *grp)
 {
@@ -281,7 +283,8 @@ int ec_key_from_spki_der(const void *der, size_t n, EcKey **ret)
 	 * parameters are how "modified curve" attacks are smuggled in, so only the named curve
 	 * prime256v1 is accepted, even when explicit parameters would describe P-256 exactly. */
 	if (der_peek_tag(&alg) == DER_TAG_SEQUENCE)
-		return log_debug_errno(EINVAL, "SubjectPublicKeyInfo: explicit curve parameters are not supported.");
+		return log_debug_errno(EINVAL,
+				       "SubjectPublicKeyInfo: explicit curve parameters are not supported.");
 	if (der_read_tlv(&alg, DER_TAG_OID, &params) < 0 || alg.n != 0)
 		return log_debug_errno(EINVAL, "SubjectPublicKeyInfo: bad EC parameters.");
 	if (!der_content_eq(params, oid_prime256v1, sizeof(oid_prime256v1)))

@@ -29,8 +29,8 @@ int ecdsa_sign_raw(const EcKey *k, const void *hash, size_t hash_len, uint8_t si
 
 	/* RFC 6979 deterministic nonce: a weak RNG cannot leak the key through nonce bias or reuse.
 	 * crypto_rng still blinds the scalar multiplication against side channels. */
-	r = mbedtls_ecdsa_sign_det_ext(&grp, &r_, &s_, &k->d, hash, hash_len, MBEDTLS_MD_SHA256,
-				       crypto_rng, NULL);
+	r = mbedtls_ecdsa_sign_det_ext(&grp, &r_, &s_, &k->d, hash, hash_len, MBEDTLS_MD_SHA256, crypto_rng,
+				       NULL);
 	if (r == 0)
 		r = mbedtls_mpi_write_binary(&r_, out, 32);
 	if (r == 0)

@@ -76,13 +76,13 @@ static int escrow_crypt(const EscrowKeys *k, bool encrypt, const uint8_t *in, si
 		return r;
 
 	p = (AeadParams){
-		.key = okm,
-		.key_len = ESCROW_KEY_SIZE,
-		.iv = okm + ESCROW_KEY_SIZE,
-		.iv_len = ESCROW_IV_SIZE,
-		.aad = k->context,
-		.aad_len = strlen(k->context),
-		.tag_len = ESCROW_TAG_SIZE,
+	    .key = okm,
+	    .key_len = ESCROW_KEY_SIZE,
+	    .iv = okm + ESCROW_KEY_SIZE,
+	    .iv_len = ESCROW_IV_SIZE,
+	    .aad = k->context,
+	    .aad_len = strlen(k->context),
+	    .tag_len = ESCROW_TAG_SIZE,
 	};
 	return encrypt ? aes_gcm_encrypt(&p, in, n, out, out + n) : aes_gcm_decrypt(&p, in, n, in + n, out);
 }
@@ -101,7 +101,8 @@ int escrow_seal(const EcKey *recipient, const char *context, const void *secret,
 	if (!recipient || !context || !secret || !ret_json)
 		return -EINVAL;
 	if (n == 0 || n > ESCROW_SECRET_MAX)
-		return log_debug_errno(EINVAL, "Escrow secret of %zu bytes, must be 1..%d.", n, ESCROW_SECRET_MAX);
+		return log_debug_errno(EINVAL, "Escrow secret of %zu bytes, must be 1..%d.", n,
+				       ESCROW_SECRET_MAX);
 	if (strlen(context) > ESCROW_CONTEXT_MAX)
 		return log_debug_errno(EINVAL, "Escrow context longer than %d bytes.", ESCROW_CONTEXT_MAX);
 
@@ -178,7 +179,7 @@ static int blob_parse(json_t *o, EscrowBlob *b)
 	if (!json_is_object(o))
 		return log_debug_errno(EBADMSG, "Escrow blob: not a JSON object.");
 	/* Unknown members are refused: a v1 reader must not half-understand a later format. */
-	json_object_foreach(o, key, v) {
+	json_object_foreach (o, key, v) {
 		bool known = false;
 		for (size_t i = 0; i < ELEMENTSOF(members); i++)
 			known = known || streq(key, members[i]);
@@ -252,7 +253,8 @@ int escrow_open(const EcKey *recipient, const char *expected_context, const char
 	r = ec_key_from_point(b.epk, sizeof(b.epk), &epk);
 	if (r < 0) {
 		/* An epk off the curve is an invalid-curve attack on our private key: refuse it. */
-		r = r == -ENOMEM ? r : log_debug_errno(EBADMSG, "Escrow blob: epk is not a valid P-256 point.");
+		r = r == -ENOMEM ? r
+				 : log_debug_errno(EBADMSG, "Escrow blob: epk is not a valid P-256 point.");
 		goto out;
 	}
 

@@ -100,8 +100,8 @@ int hkdf_sha256(const void *salt, size_t salt_len, const void *ikm, size_t ikm_l
 		return 0;
 
 	/* mbedTLS wipes the intermediate PRK itself; salt NULL/0 means HashLen zero bytes. */
-	r = mbedtls_hkdf(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), salt_len > 0 ? salt : NULL,
-			 salt_len, NONNULL(ikm), ikm_len, NONNULL(info), info_len, out, out_len);
+	r = mbedtls_hkdf(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), salt_len > 0 ? salt : NULL, salt_len,
+			 NONNULL(ikm), ikm_len, NONNULL(info), info_len, out, out_len);
 	if (r != 0) {
 		memory_erase(out, out_len);
 		return crypto_error(r, "HKDF-SHA-256");

@@ -19,7 +19,7 @@
  * between threads. */
 struct EcKey {
 	mbedtls_ecp_point Q; /* always set, validated on P-256, normalized (Z = 1) */
-	mbedtls_mpi d;       /* the private scalar when has_private, else 0 */
+	mbedtls_mpi d;	     /* the private scalar when has_private, else 0 */
 	bool has_private;
 };
 

@@ -19,8 +19,8 @@
 
 /* The public point of P256_SEC1_WITH_PARAMS_PEM (openssl ec -pubout -outform DER). */
 static const char P256_SPKI_HEX[] =
-	"3059301306072a8648ce3d020106082a8648ce3d03010703420004abbab1c636dc84f2aefbaf7a9b25160f16009637"
-	"bec397aaa58a7bb3da36ae184ec188681ea645dc7a5ada4a301f7f96419331e4a5fce93cfaeac0f60890012e";
+    "3059301306072a8648ce3d020106082a8648ce3d03010703420004abbab1c636dc84f2aefbaf7a9b25160f16009637"
+    "bec397aaa58a7bb3da36ae184ec188681ea645dc7a5ada4a301f7f96419331e4a5fce93cfaeac0f60890012e";
 
 static uint8_t *unhex(const char *s, size_t *n)
 {
@@ -117,7 +117,8 @@ static void test_openssl_keys(void **state)
 	size_t der_n;
 
 	/* `openssl ecparam -genkey` output starts with an EC PARAMETERS block. */
-	assert_int_equal(ec_key_from_pem_or_der(P256_SEC1_WITH_PARAMS_PEM, strlen(P256_SEC1_WITH_PARAMS_PEM), &sec1), 0);
+	assert_int_equal(
+	    ec_key_from_pem_or_der(P256_SEC1_WITH_PARAMS_PEM, strlen(P256_SEC1_WITH_PARAMS_PEM), &sec1), 0);
 	assert_int_equal(ec_key_from_pem_or_der(P256_PKCS8_PEM, strlen(P256_PKCS8_PEM), &pkcs8), 0);
 	assert_int_equal(ec_key_from_pem_or_der(P256_PUBLIC_PEM, strlen(P256_PUBLIC_PEM), &pub), 0);
 	der = unhex(P256_SPKI_HEX, &der_n);
@@ -155,21 +156,21 @@ static void test_refused_keys(void **state)
 	static const struct {
 		const char *name, *pem;
 	} keys[] = {
-		{"P-384 private", P384_PRIVATE_PEM},
-		{"P-384 public", P384_PUBLIC_PEM},
-		{"RSA private", RSA_PRIVATE_PEM},
-		{"RSA public", RSA_PUBLIC_PEM},
-		{"secp256k1 private", SECP256K1_PRIVATE_PEM},
-		{"secp256k1 public", SECP256K1_PUBLIC_PEM},
-		{"encrypted PKCS#8", P256_ENCRYPTED_PKCS8_PEM},
-		{"P-256 public with explicit parameters", P256_EXPLICIT_PUBLIC_PEM},
-		{"P-256 compressed public", P256_COMPRESSED_PUBLIC_PEM},
-		/* mbedTLS 2.28 refuses OpenSSL 3's explicit-parameter SEC1 encoding (it carries a seed);
-		 * we would not mind either way, but the refusal is what we ship. */
-		{"P-256 private with explicit parameters", P256_EXPLICIT_PRIVATE_PEM},
-		{"garbage PEM", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"},
-		{"unknown PEM", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
-		{"text", "hello world"},
+	    {"P-384 private", P384_PRIVATE_PEM},
+	    {"P-384 public", P384_PUBLIC_PEM},
+	    {"RSA private", RSA_PRIVATE_PEM},
+	    {"RSA public", RSA_PUBLIC_PEM},
+	    {"secp256k1 private", SECP256K1_PRIVATE_PEM},
+	    {"secp256k1 public", SECP256K1_PUBLIC_PEM},
+	    {"encrypted PKCS#8", P256_ENCRYPTED_PKCS8_PEM},
+	    {"P-256 public with explicit parameters", P256_EXPLICIT_PUBLIC_PEM},
+	    {"P-256 compressed public", P256_COMPRESSED_PUBLIC_PEM},
+	    /* mbedTLS 2.28 refuses OpenSSL 3's explicit-parameter SEC1 encoding (it carries a seed);
+	     * we would not mind either way, but the refusal is what we ship. */
+	    {"P-256 private with explicit parameters", P256_EXPLICIT_PRIVATE_PEM},
+	    {"garbage PEM", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"},
+	    {"unknown PEM", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
+	    {"text", "hello world"},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++)
@@ -254,8 +255,8 @@ static void test_private_with_wrong_public(void **state)
 {
 	/* RFC 5915 layout as ec_key_private_pem writes it, with the public key of d = 2 under d = 1. */
 	static const uint8_t head[] = {0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20};
-	static const uint8_t mid[] = {0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01,
-				      0x07, 0xa1, 0x44, 0x03, 0x42, 0x00};
+	static const uint8_t mid[] = {0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d,
+				      0x03, 0x01, 0x07, 0xa1, 0x44, 0x03, 0x42, 0x00};
 	_cleanup_ec_key_ EcKey *k1 = NULL, *k2 = NULL, *ok = NULL;
 	uint8_t der[121] = {0}, d1 = 1, d2 = 2;
 	EcKey *k = NULL;
@@ -299,7 +300,8 @@ static void test_load_file(void **state)
 static void test_ecdsa(void **state)
 {
 	_cleanup_ec_key_ EcKey *k = NULL, *other = NULL;
-	uint8_t h[SHA256_SIZE], sig[ECDSA_P256_RAW_SIG_SIZE], sig2[ECDSA_P256_RAW_SIG_SIZE], raw[ECDSA_P256_RAW_SIG_SIZE];
+	uint8_t h[SHA256_SIZE], sig[ECDSA_P256_RAW_SIG_SIZE], sig2[ECDSA_P256_RAW_SIG_SIZE],
+	    raw[ECDSA_P256_RAW_SIG_SIZE];
 	uint8_t der[ECDSA_P256_DER_SIG_MAX], h48[48];
 	size_t der_n;
 
@@ -344,26 +346,28 @@ static void test_ecdsa_der_strict(void **state)
 		const char *name, *hex;
 		int expect;
 	} cases[] = {
-		/* r = 0x01, s = 0x7f */
-		{"minimal", "300602010102017f", 0},
-		{"zero r", "3006020100020101", 0},
-		{"high bit with 00", "300702020080020101", 0},
-		{"high bit without 00 (negative)", "3006020180020101", -EBADMSG},
-		{"one extra leading 00", "300702020001020101", -EBADMSG},
-		{"leading ff", "30070202ff80020101", -EBADMSG},
-		{"empty integer", "30050200020101", -EBADMSG},
-		{"long-form sequence length", "308106020101020101", -EBADMSG},
-		{"long-form integer length", "300702810101020101", -EBADMSG},
-		{"indefinite length", "3080020101020101 0000", -EBADMSG},
-		{"trailing byte after sequence", "300602010102010100", -EBADMSG},
-		{"trailing integer in sequence", "3009020101020101020101", -EBADMSG},
-		{"only one integer", "3003020101", -EBADMSG},
-		{"sequence length too long", "3007020101020101", -EBADMSG},
-		{"sequence length too short", "3005020101020101", -EBADMSG},
-		{"wrong outer tag", "3106020101020101", -EBADMSG},
-		{"wrong integer tag", "3006030101020101", -EBADMSG},
-		{"empty", "", -EBADMSG},
-		{"33-byte value", "302702220100000000000000000000000000000000000000000000000000000000000000000000020101", -EBADMSG},
+	    /* r = 0x01, s = 0x7f */
+	    {"minimal", "300602010102017f", 0},
+	    {"zero r", "3006020100020101", 0},
+	    {"high bit with 00", "300702020080020101", 0},
+	    {"high bit without 00 (negative)", "3006020180020101", -EBADMSG},
+	    {"one extra leading 00", "300702020001020101", -EBADMSG},
+	    {"leading ff", "30070202ff80020101", -EBADMSG},
+	    {"empty integer", "30050200020101", -EBADMSG},
+	    {"long-form sequence length", "308106020101020101", -EBADMSG},
+	    {"long-form integer length", "300702810101020101", -EBADMSG},
+	    {"indefinite length", "3080020101020101 0000", -EBADMSG},
+	    {"trailing byte after sequence", "300602010102010100", -EBADMSG},
+	    {"trailing integer in sequence", "3009020101020101020101", -EBADMSG},
+	    {"only one integer", "3003020101", -EBADMSG},
+	    {"sequence length too long", "3007020101020101", -EBADMSG},
+	    {"sequence length too short", "3005020101020101", -EBADMSG},
+	    {"wrong outer tag", "3106020101020101", -EBADMSG},
+	    {"wrong integer tag", "3006030101020101", -EBADMSG},
+	    {"empty", "", -EBADMSG},
+	    {"33-byte value",
+	     "302702220100000000000000000000000000000000000000000000000000000000000000000000020101",
+	     -EBADMSG},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -436,16 +440,16 @@ static void test_ecdh(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_generate_export_import),
-		cmocka_unit_test(test_openssl_keys),
-		cmocka_unit_test(test_refused_keys),
-		cmocka_unit_test(test_private_scalar),
-		cmocka_unit_test(test_invalid_points),
-		cmocka_unit_test(test_private_with_wrong_public),
-		cmocka_unit_test(test_load_file),
-		cmocka_unit_test(test_ecdsa),
-		cmocka_unit_test(test_ecdsa_der_strict),
-		cmocka_unit_test(test_ecdh),
+	    cmocka_unit_test(test_generate_export_import),
+	    cmocka_unit_test(test_openssl_keys),
+	    cmocka_unit_test(test_refused_keys),
+	    cmocka_unit_test(test_private_scalar),
+	    cmocka_unit_test(test_invalid_points),
+	    cmocka_unit_test(test_private_with_wrong_public),
+	    cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_ecdsa),
+	    cmocka_unit_test(test_ecdsa_der_strict),
+	    cmocka_unit_test(test_ecdh),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

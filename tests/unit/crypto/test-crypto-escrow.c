@@ -91,7 +91,8 @@ static void test_round_trip(void **state)
 	o = json_loads(f->blob, 0, NULL);
 	assert_non_null(o);
 	assert_int_equal(json_integer_value(json_object_get(o, "v")), 1);
-	assert_string_equal(json_string_value(json_object_get(o, "alg")), "ECDH-ES-P256+HKDF-SHA256+A256GCM");
+	assert_string_equal(json_string_value(json_object_get(o, "alg")),
+			    "ECDH-ES-P256+HKDF-SHA256+A256GCM");
 	assert_string_equal(json_string_value(json_object_get(o, "context")), CONTEXT);
 	assert_int_equal(ec_key_fingerprint(f->recipient, fp), 0);
 	kid = hex_encode(fp, sizeof(fp));
@@ -293,8 +294,19 @@ static void test_malformed_json(void **state)
 {
 	Fixture *f = *state;
 	static const char *const bad[] = {
-		"", "{", "}", "[]", "null", "1", "\"x\"", "{}", "{\"v\":1}", "not json at all",
-		"{\"v\":1,\"v\":1}", "\xff\xfe", "{\"v\":1e400}",
+	    "",
+	    "{",
+	    "}",
+	    "[]",
+	    "null",
+	    "1",
+	    "\"x\"",
+	    "{}",
+	    "{\"v\":1}",
+	    "not json at all",
+	    "{\"v\":1,\"v\":1}",
+	    "\xff\xfe",
+	    "{\"v\":1e400}",
 	};
 	size_t n = strlen(f->blob);
 
@@ -328,11 +340,11 @@ static void test_malformed_json(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_seal_arguments, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tampering, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_malformed_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_seal_arguments, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tampering, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_malformed_json, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,7 +48,9 @@ static void test_hmac(void **state)
 	assert_int_equal(hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, mac), 0);
 	assert_hex(mac, sizeof(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 	memset(key, 0xaa, sizeof(key));
-	assert_int_equal(hmac_sha256(key, sizeof(key), "Test Using Larger Than Block-Size Key - Hash Key First", 54, mac), 0);
+	assert_int_equal(
+	    hmac_sha256(key, sizeof(key), "Test Using Larger Than Block-Size Key - Hash Key First", 54, mac),
+	    0);
 	assert_hex(mac, sizeof(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
 }
 
@@ -83,7 +85,8 @@ static void test_random(void **state)
 static void test_gcm_parameters(void **state)
 {
 	uint8_t key[32] = {1}, iv[12] = {2}, pt[40], ct[40], buf[40], tag[16];
-	AeadParams p = {.key = key, .key_len = 32, .iv = iv, .iv_len = 12, .aad = "aad", .aad_len = 3, .tag_len = 16};
+	AeadParams p = {
+	    .key = key, .key_len = 32, .iv = iv, .iv_len = 12, .aad = "aad", .aad_len = 3, .tag_len = 16};
 	static const size_t bad_tags[] = {0, 1, 2, 3, 5, 6, 7, 9, 10, 11, 17, 32};
 	static const size_t bad_keys[] = {0, 8, 15, 17, 31, 33, 64};
 
@@ -133,11 +136,9 @@ static void test_gcm_parameters(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sha256),
-		cmocka_unit_test(test_hmac),
-		cmocka_unit_test(test_hkdf_limits),
-		cmocka_unit_test(test_random),
-		cmocka_unit_test(test_gcm_parameters),
+	    cmocka_unit_test(test_sha256),	   cmocka_unit_test(test_hmac),
+	    cmocka_unit_test(test_hkdf_limits),	   cmocka_unit_test(test_random),
+	    cmocka_unit_test(test_gcm_parameters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

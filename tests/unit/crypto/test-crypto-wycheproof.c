@@ -39,13 +39,14 @@ static EcKey *group_key(VectorCounts *c, json_t *g)
 static void test_ecdsa_p1363(void **state)
 {
 	json_t *file = vectors_load("ecdsa_secp256r1_sha256_p1363_test.json"), *g, *t;
+	size_t gi, ti;
 	VectorCounts c = {.name = "ecdsa p1363"};
 
-	vectors_foreach_group(file, g) {
+	json_array_foreach (json_object_get(file, "testGroups"), gi, g) {
 		_cleanup_ec_key_ EcKey *k = group_key(&c, g);
 		assert_string_equal(json_string_value(json_object_get(g, "sha")), "SHA-256");
 
-		vectors_foreach_test(g, t) {
+		json_array_foreach (json_object_get(g, "tests"), ti, t) {
 			_cleanup_free_ uint8_t *msg = NULL, *sig = NULL;
 			uint8_t h[SHA256_SIZE];
 			size_t msg_n, sig_n;
@@ -68,14 +69,15 @@ static void test_ecdsa_p1363(void **state)
 static void test_ecdsa_der(void **state)
 {
 	json_t *file = vectors_load("ecdsa_secp256r1_sha256_test.json"), *g, *t;
+	size_t gi, ti;
 	VectorCounts c = {.name = "ecdsa der"};
 	unsigned roundtrips = 0;
 
-	vectors_foreach_group(file, g) {
+	json_array_foreach (json_object_get(file, "testGroups"), gi, g) {
 		_cleanup_ec_key_ EcKey *k = group_key(&c, g);
 		assert_string_equal(json_string_value(json_object_get(g, "sha")), "SHA-256");
 
-		vectors_foreach_test(g, t) {
+		json_array_foreach (json_object_get(g, "tests"), ti, t) {
 			_cleanup_free_ uint8_t *msg = NULL, *sig = NULL;
 			uint8_t h[SHA256_SIZE], raw[ECDSA_P256_RAW_SIG_SIZE], der[ECDSA_P256_DER_SIG_MAX];
 			size_t msg_n, sig_n, der_n;
@@ -90,10 +92,12 @@ static void test_ecdsa_der(void **state)
 				continue;
 			}
 			if (r == 0) {
-				/* Strict DER has one encoding per value: raw -> DER must give back the input. */
+				/* Strict DER has one encoding per value: raw -> DER must give back the
+				 * input. */
 				if (ecdsa_sig_der_to_raw(sig, sig_n, raw) < 0 ||
-				    ecdsa_sig_raw_to_der(raw, der, sizeof(der), &der_n) < 0 || der_n != sig_n ||
-				    memcmp(der, sig, sig_n) != 0 || ecdsa_verify_raw(k, h, sizeof(h), raw, sizeof(raw)) < 0) {
+				    ecdsa_sig_raw_to_der(raw, der, sizeof(der), &der_n) < 0 ||
+				    der_n != sig_n || memcmp(der, sig, sig_n) != 0 ||
+				    ecdsa_verify_raw(k, h, sizeof(h), raw, sizeof(raw)) < 0) {
 					vector_fail(&c, t, "DER/raw round trip differs");
 					continue;
 				}
@@ -111,13 +115,14 @@ static void test_ecdsa_der(void **state)
 static void test_ecdh(void **state)
 {
 	json_t *file = vectors_load("ecdh_secp256r1_test.json"), *g, *t;
+	size_t gi, ti;
 	VectorCounts c = {.name = "ecdh"};
 
-	vectors_foreach_group(file, g) {
+	json_array_foreach (json_object_get(file, "testGroups"), gi, g) {
 		assert_string_equal(json_string_value(json_object_get(g, "curve")), "secp256r1");
 		assert_string_equal(json_string_value(json_object_get(g, "encoding")), "asn");
 
-		vectors_foreach_test(g, t) {
+		json_array_foreach (json_object_get(g, "tests"), ti, t) {
 			_cleanup_free_ uint8_t *pub = NULL, *priv = NULL, *shared = NULL;
 			_cleanup_ec_key_ EcKey *kpriv = NULL, *kpub = NULL;
 			uint8_t out[32];
@@ -141,7 +146,8 @@ static void test_ecdh(void **state)
 					vector_fail(&c, t, "ECDH failed with an errno other than EBADMSG");
 					continue;
 				}
-				if (r == 0 && (shared_n != sizeof(out) || memcmp(out, shared, sizeof(out)) != 0)) {
+				if (r == 0 &&
+				    (shared_n != sizeof(out) || memcmp(out, shared, sizeof(out)) != 0)) {
 					vector_fail(&c, t, "wrong shared secret");
 					continue;
 				}
@@ -156,11 +162,13 @@ static void test_ecdh(void **state)
 static void test_hkdf(void **state)
 {
 	json_t *file = vectors_load("hkdf_sha256_test.json"), *g, *t;
+	size_t gi, ti;
 	VectorCounts c = {.name = "hkdf-sha256"};
 
-	vectors_foreach_group(file, g) {
-		vectors_foreach_test(g, t) {
-			_cleanup_free_ uint8_t *ikm = NULL, *salt = NULL, *info = NULL, *okm = NULL, *out = NULL;
+	json_array_foreach (json_object_get(file, "testGroups"), gi, g) {
+		json_array_foreach (json_object_get(g, "tests"), ti, t) {
+			_cleanup_free_ uint8_t *ikm = NULL, *salt = NULL, *info = NULL, *okm = NULL,
+					       *out = NULL;
 			size_t ikm_n, salt_n, info_n, okm_n, size;
 			int r;
 
@@ -208,7 +216,8 @@ static bool gcm_truncated_tags_ok(const AeadParams *full, const uint8_t *msg, co
 		uint8_t t[16];
 
 		p.tag_len = lens[i];
-		if (aes_gcm_encrypt(&p, msg, n, buf, t) < 0 || memcmp(buf, ct, n) != 0 || memcmp(t, tag, lens[i]) != 0)
+		if (aes_gcm_encrypt(&p, msg, n, buf, t) < 0 || memcmp(buf, ct, n) != 0 ||
+		    memcmp(t, tag, lens[i]) != 0)
 			return false;
 		if (aes_gcm_decrypt(&p, ct, n, tag, buf) < 0 || memcmp(buf, msg, n) != 0)
 			return false;
@@ -219,13 +228,14 @@ static bool gcm_truncated_tags_ok(const AeadParams *full, const uint8_t *msg, co
 static void test_aes_gcm(void **state)
 {
 	json_t *file = vectors_load("aes_gcm_test.json"), *g, *t;
+	size_t gi, ti;
 	VectorCounts c = {.name = "aes-gcm"};
 	unsigned truncated = 0;
 
-	vectors_foreach_group(file, g) {
-		vectors_foreach_test(g, t) {
-			_cleanup_free_ uint8_t *key = NULL, *iv = NULL, *aad = NULL, *msg = NULL, *ct = NULL, *tag = NULL,
-					       *out = NULL;
+	json_array_foreach (json_object_get(file, "testGroups"), gi, g) {
+		json_array_foreach (json_object_get(g, "tests"), ti, t) {
+			_cleanup_free_ uint8_t *key = NULL, *iv = NULL, *aad = NULL, *msg = NULL, *ct = NULL,
+					       *tag = NULL, *out = NULL;
 			size_t key_n, iv_n, aad_n, msg_n, ct_n, tag_n;
 			uint8_t otag[16];
 			bool enc_ok, dec_ok;
@@ -243,8 +253,13 @@ static void test_aes_gcm(void **state)
 			out = calloc(1, ct_n + 1);
 			assert_non_null(out);
 
-			p = (AeadParams){.key = key, .key_len = key_n, .iv = iv, .iv_len = iv_n,
-					 .aad = aad, .aad_len = aad_n, .tag_len = tag_n};
+			p = (AeadParams){.key = key,
+					 .key_len = key_n,
+					 .iv = iv,
+					 .iv_len = iv_n,
+					 .aad = aad,
+					 .aad_len = aad_n,
+					 .tag_len = tag_n};
 
 			re = aes_gcm_encrypt(&p, msg, msg_n, out, otag);
 			enc_ok = re == 0 && memcmp(out, ct, ct_n) == 0 && memcmp(otag, tag, tag_n) == 0;
@@ -263,12 +278,14 @@ static void test_aes_gcm(void **state)
 			/* Encryption must be refused exactly when the parameters are (zero-length IV);
 			 * a modified tag only shows on decryption. */
 			if ((re == -EINVAL) != (rd == -EINVAL)) {
-				vector_fail(&c, t, "encryption and decryption disagree about the parameters");
+				vector_fail(&c, t,
+					    "encryption and decryption disagree about the parameters");
 				continue;
 			}
 			if (vector_result(t) == RESULT_VALID) {
 				if (!enc_ok || !dec_ok) {
-					vector_fail(&c, t, enc_ok ? "decryption failed" : "encryption differs");
+					vector_fail(&c, t,
+						    enc_ok ? "decryption failed" : "encryption differs");
 					continue;
 				}
 				if (tag_n == 16) {
@@ -291,11 +308,9 @@ static void test_aes_gcm(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ecdsa_p1363),
-		cmocka_unit_test(test_ecdsa_der),
-		cmocka_unit_test(test_ecdh),
-		cmocka_unit_test(test_hkdf),
-		cmocka_unit_test(test_aes_gcm),
+	    cmocka_unit_test(test_ecdsa_p1363), cmocka_unit_test(test_ecdsa_der),
+	    cmocka_unit_test(test_ecdh),	cmocka_unit_test(test_hkdf),
+	    cmocka_unit_test(test_aes_gcm),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -106,29 +106,26 @@ static inline void vector_record(VectorCounts *c, json_t *t, bool accepted)
 static inline void vector_fail(VectorCounts *c, json_t *t, const char *why)
 {
 	c->failures++;
-	printf("%s: FAILED tcId %lld: %s (%s)\n", c->name, (long long)json_integer_value(json_object_get(t, "tcId")),
-	       why, json_string_value(json_object_get(t, "comment")));
+	printf("%s: FAILED tcId %lld: %s (%s)\n", c->name,
+	       (long long)json_integer_value(json_object_get(t, "tcId")), why,
+	       json_string_value(json_object_get(t, "comment")));
 }
 
 /* Prints the summary and fails the test on any failure, on an empty run, or when fewer cases ran
  * than the file declares. */
 static inline void vector_summary(const VectorCounts *c, json_t *file)
 {
-	unsigned total = c->valid_ok + c->invalid_rejected + c->acceptable_accepted + c->acceptable_rejected +
-			 c->failures;
+	unsigned total = c->valid_ok + c->invalid_rejected + c->acceptable_accepted +
+			 c->acceptable_rejected + c->failures;
 	json_int_t declared = json_integer_value(json_object_get(file, "numberOfTests"));
 
-	printf("%s: %u valid ok, %u invalid rejected, %u acceptable (%u accepted, %u rejected), %u failures, "
-	       "%u cases\n",
-	       c->name, c->valid_ok, c->invalid_rejected, c->acceptable_accepted + c->acceptable_rejected,
-	       c->acceptable_accepted, c->acceptable_rejected, c->failures, total);
+	printf(
+	    "%s: %u valid ok, %u invalid rejected, %u acceptable (%u accepted, %u rejected), %u failures, "
+	    "%u cases\n",
+	    c->name, c->valid_ok, c->invalid_rejected, c->acceptable_accepted + c->acceptable_rejected,
+	    c->acceptable_accepted, c->acceptable_rejected, c->failures, total);
 	fflush(stdout);
 	assert_true(total > 0);
 	assert_int_equal(total, declared);
 	assert_int_equal(c->failures, 0);
 }
-
-#define vectors_foreach_group(file, g)                                                               \
-	for (size_t _gi = 0; ((g) = json_array_get(json_object_get(file, "testGroups"), _gi)); _gi++)
-#define vectors_foreach_test(g, t)                                                                   \
-	for (size_t _ti = 0; ((t) = json_array_get(json_object_get(g, "tests"), _ti)); _ti++)
