@@ -67,8 +67,9 @@ static inline uint8_t *vector_hex(json_t *o, const char *key, size_t *ret_size)
 	return b;
 }
 
-/* Records the outcome of one case. accepted: the implementation accepted the input (and produced
- * the expected output); wrong_output marks an accepted case with a wrong result, always a failure. */
+/* Records the outcome of one case: accepted means the implementation accepted the input and produced
+ * the expected output. An accepted case with a wrong output goes to vector_fail() instead. Each case
+ * is recorded exactly once, by one of the two. */
 static inline void vector_record(VectorCounts *c, json_t *t, bool accepted)
 {
 	VectorResult res = vector_result(t);
