@@ -632,12 +632,15 @@ int luks_erase(LuksVolume *v)
 {
 	uint64_t metadata_size, keyslots_size;
 	size_t vk_size;
-	int r;
+	int r, ret = 0;
 
 	if (!v)
 		return -EINVAL;
 	/* LUKS2 derives the volume key size from the keyslots: with none left it reads as 0. */
 	vk_size = luks_volume_key_size(v);
+
+	/* Every step runs even when an earlier one failed: an erase that stops half-way should
+	 * still have destroyed all it could. The first error is returned. */
 
 	/* 1. Tokens first: they name keyslots, and some (TPM2, FIDO2) hold material that together
 	 *    with the device unwraps a keyslot passphrase. */
@@ -647,8 +650,8 @@ int luks_erase(LuksVolume *v)
 		if (info == CRYPT_TOKEN_INVALID || info == CRYPT_TOKEN_INACTIVE)
 			continue;
 		r = crypt_token_json_set(v->cd, t, NULL);
-		if (r < 0)
-			return log_debug_errno(r, "Removing token %i from %s failed: %i", t, v->path, r);
+		if (r < 0 && ret == 0)
+			ret = log_debug_errno(r, "Removing token %i from %s failed: %i", t, v->path, r);
 	}
 
 	/* 2. Keyslots: crypt_keyslot_destroy removes the JSON entry and overwrites the slot's binary
@@ -657,14 +660,14 @@ int luks_erase(LuksVolume *v)
 		if (!luks_keyslot_info_active(crypt_keyslot_status(v->cd, s)))
 			continue;
 		r = crypt_keyslot_destroy(v->cd, s);
-		if (r < 0)
-			return log_debug_errno(r, "Destroying keyslot %i of %s failed: %i", s, v->path, r);
+		if (r < 0 && ret == 0)
+			ret = log_debug_errno(r, "Destroying keyslot %i of %s failed: %i", s, v->path, r);
 	}
 
 	/* 3. The volume key digest. */
 	r = luks_forget_volume_key(v, vk_size);
-	if (r < 0)
-		return r;
+	if (r < 0 && ret == 0)
+		ret = r;
 
 	/* 4. The whole binary keyslot area, once more with random data. Step 2 only reaches areas
 	 *    the JSON still names; this also covers areas of slots removed earlier by tools that
@@ -673,13 +676,15 @@ int luks_erase(LuksVolume *v)
 	 *    §2): [2 × metadata_size, + keyslots_size). Our handles never use a detached header,
 	 *    so the area is on path. No direct I/O: tmpfs files do not support it. */
 	r = crypt_get_metadata_size(v->cd, &metadata_size, &keyslots_size);
-	if (r < 0)
-		return log_debug_errno(r, "crypt_get_metadata_size failed: %i", r);
-	r = crypt_wipe(v->cd, v->path, CRYPT_WIPE_RANDOM, 2 * metadata_size, keyslots_size, 0,
-		       CRYPT_WIPE_NO_DIRECT_IO, NULL, NULL);
-	if (r < 0)
-		return log_debug_errno(r, "Wiping the keyslot area of %s failed: %i", v->path, r);
+	if (r >= 0)
+		r = crypt_wipe(v->cd, v->path, CRYPT_WIPE_RANDOM, 2 * metadata_size, keyslots_size, 0,
+			       CRYPT_WIPE_NO_DIRECT_IO, NULL, NULL);
+	if (r < 0 && ret == 0)
+		ret = log_debug_errno(r, "Wiping the keyslot area of %s failed: %i", v->path, r);
 
-	log_debug("Erased %s: no keyslots, no tokens, keyslot area wiped.", v->path);
+	if (ret < 0)
+		return ret;
+	log_debug("Erased %s: no keyslots, no tokens, volume key digest replaced, keyslot area wiped.",
+		  v->path);
 	return 0;
 }

@@ -105,5 +105,7 @@ int luks_token_is_assigned(LuksVolume *v, int token, int slot);
 
 /* Crypto-erase: destroys every keyslot and token and wipes the keyslot area, so no key can open
  * the volume again; the header also stops accepting the old volume key (see luks.c). The header
- * itself stays (a valid LUKS2 volume with no keyslots). -EBUSY the volume is in use. */
+ * itself stays (a valid LUKS2 volume with no keyslots, luks_volume_key_size 0). Every step is
+ * attempted even if an earlier one fails; the first error is returned (-EIO/-EACCES/-EBUSY from
+ * libcryptsetup writing the header or wiping). */
 int luks_erase(LuksVolume *v);

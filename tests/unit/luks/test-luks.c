@@ -474,6 +474,7 @@ static void test_erase(void **state)
 				 -EPERM);
 		assert_int_equal(luks_token_find(f->v, "trustpc-tpm2", NULL, NULL), -ENOENT);
 		assert_int_equal(luks_token_find(f->v, "trustpc-recovery", NULL, NULL), -ENOENT);
+		assert_int_equal(luks_volume_key_size(f->v), 0);
 		for (int t = 0; t < 32; t++)
 			assert_int_equal(luks_token_remove(f->v, t), -ENOENT);
 		reopen(f);
