@@ -21,6 +21,10 @@
 #                                IMG (luks_header_hash) is byte-for-byte what it was before
 #   assert_pcr15_zero NAME [WHY] PCR 15 of NAME is still zero (no unseal happened in this boot)
 #   disk_status_field IMG JQ     `status IMG --json | jq -r JQ`
+#   disk_token_id IMG            id of IMG's trustpc-tpm2 token (read with cryptsetup, not trustpc-disk)
+#   disk_token_edit IMG JQ [JQ-ARGS…]   rewrite that token through cryptsetup token export / import
+#                                (--token-replace): the way an attacker with the disk would
+#   disk_token_import IMG FILE   replace that token with the JSON in FILE
 
 if [[ -n "${_TRUSTPC_DISK_SH:-}" ]]; then
 	return 0
@@ -135,4 +139,24 @@ assert_pcr15_zero() {
 
 disk_status_field() {
 	tpcdisk status "$1" --json | jq -r "$2"
+}
+
+disk_token_id() {
+	cryptsetup luksDump --dump-json-metadata -- "$1" |
+		jq -er '.tokens | to_entries[] | select(.value.type == "trustpc-tpm2") | .key'
+}
+
+disk_token_import() {
+	local img=$1 file=$2 id
+	id=$(disk_token_id "$img") || return 1
+	cryptsetup token import --token-id "$id" --token-replace --json-file "$file" -- "$img"
+}
+
+disk_token_edit() {
+	local img=$1 filter=$2 id f
+	shift 2
+	id=$(disk_token_id "$img") || return 1
+	f=$(mktemp "$TRUSTPC_TEST_TMP/token.XXXXXX")
+	cryptsetup token export --token-id "$id" -- "$img" | jq -c "$@" "$filter" >"$f" &&
+		disk_token_import "$img" "$f"
 }
