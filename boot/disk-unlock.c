@@ -179,6 +179,21 @@ int verb_recovery(DiskArgs *a)
 	r = disk_tpm_open(a, &tpm);
 	if (r < 0)
 		return r;
+	/* Fix (integration tests, test-disk-recovery.sh): re-sealing on another TPM kept the token's
+	 * device id, so the disk then opened on that TPM with policies for this device while this
+	 * device's lock counter (the one the fleet locks) no longer governed it. Refuse; moving a
+	 * disk to a new TPM is a new enrollment. */
+	{
+		char id[DEVICE_ID_STRING_SIZE];
+		r = tpm2_device_id(tpm, id);
+		if (r < 0)
+			return log_error_errno(r, "Cannot read this TPM's endorsement key: %m.");
+		if (!streq(id, t.device_id))
+			return log_error_errno(EREMCHG, "This TPM is device %s, but '%s' belongs to device %s: "
+							"recovery re-seals only on the disk's own TPM (enroll anew to "
+							"move it). Nothing was changed.",
+					       id, a->argv[0], t.device_id);
+	}
 	/* Re-sealing to a policy that cannot unlock now would leave the disk needing the recovery
 	 * key again at the next boot. */
 	r = tpm2_counter_read(tpm, policy.params.nv_index, &epoch);
