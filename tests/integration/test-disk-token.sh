@@ -13,7 +13,6 @@ disk_measured_boot dev1
 disk_keys
 EXPECT_NAME="enroll disk.img on dev1" expect_ok disk_enroll dev1 "$IMG"
 disk_sign_current dev1 "$T/p.json"
-dev_id=$DISK_DEVICE_ID
 EXPECT_NAME="unlock once: the policy is stored in the token" expect_ok tpcdisk unlock "$IMG" --test --policy "$T/p.json"
 disk_reboot dev1
 tok=$(disk_token_id "$IMG")

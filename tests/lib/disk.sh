@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=bash
 # tests/lib/disk.sh — shared steps of the trustpc-disk integration tests (tests/integration/test-disk-*.sh).
 # Sources common.sh, swtpm.sh, luks.sh and assert.sh.
 #
