@@ -16,14 +16,24 @@ typedef struct Store Store;
 
 int store_open(const char *path, Store **ret); /* creates and migrates */
 Store *store_close(Store *s);
+/* Tests only: the clock the store uses for created/expiry/audit times (0 = time(NULL)). */
+void store_set_now(Store *s, time_t now);
 
-/* ---- enrollment tokens (only SHA-256 of the token is stored) ---- */
-/* Creates a token valid for ttl seconds, optionally tied to an image; returns the token text. */
+/* ---- enrollment tokens (only SHA-256 of the token is stored) ----
+ * Token text: "tpe_" + base64url (RFC 4648 §5, no padding) of 32 random bytes (47 characters);
+ * operator tokens look the same with "tpo_". The prefix lets a secret scanner recognise them and
+ * makes pasting one kind where the other belongs fail cleanly. The database holds lower-case hex
+ * SHA-256 of the whole text. Returned token strings are secrets: free with erase_and_free(). */
+/* Creates a token valid for ttl seconds (1 ≤ ttl ≤ 30 days, else -EINVAL), optionally tied to an
+ * image (-ENOENT when no such image); audited ("token-create", actor) in the same transaction. */
 int store_token_create(Store *s, const char *image, uint64_t ttl, const char *actor, char **ret_token,
 		       time_t *ret_expires);
 /* Atomically checks and consumes it: -ENOENT unknown, -ESTALE used or expired. *ret_image may be
  * NULL if the token names none. */
 int store_token_consume(Store *s, const char *token, char **ret_image);
+/* The same checks without consuming (the `enroll` message; the token is consumed by
+ * store_device_enroll when the device is created, docs/PROTOCOL.md "Enrollment" step 3). */
+int store_token_check(Store *s, const char *token, char **ret_image);
 
 /* ---- devices ---- */
 typedef enum DeviceState {
@@ -51,8 +61,13 @@ typedef struct DeviceRecord {
 } DeviceRecord;
 void device_record_done(DeviceRecord *d);
 
-/* Insert or replace (re-enrollment of the same EK). */
+/* Insert or replace (re-enrollment of the same EK): every column is set from d, including NULLs.
+ * -ENOENT when d->image names no registered image; -EINVAL for a device_id that is not 32
+ * lower-case hex digits or a NULL hostname. */
 int store_device_put(Store *s, const DeviceRecord *d);
+/* Enrollment in one transaction: consume token (-ENOENT/-ESTALE, nothing written), put d, audit
+ * ("enroll" or "re-enroll", actor "device:<id>", subject the id, details JSON or NULL). */
+int store_device_enroll(Store *s, const char *token, const DeviceRecord *d, const char *details);
 int store_device_get(Store *s, const char *device_id, DeviceRecord *ret);
 /* All devices, in device_id order. */
 int store_device_list(Store *s, DeviceRecord **ret, size_t *ret_n);
@@ -68,7 +83,10 @@ typedef struct ImageRecord {
 	uint8_t pcr_values[24][32];
 } ImageRecord;
 void image_record_done(ImageRecord *i);
+/* Insert or replace the expected values. Names: 1..64 of [A-Za-z0-9._-] (-EINVAL otherwise). */
 int store_image_put(Store *s, const ImageRecord *i);
+/* store_image_put + audit ("image-add"/"image-replace", actor) in one transaction. */
+int store_image_add(Store *s, const ImageRecord *i, const char *actor);
 int store_image_get(Store *s, const char *name, ImageRecord *ret);
 int store_image_list(Store *s, ImageRecord **ret, size_t *ret_n);
 
@@ -76,11 +94,21 @@ int store_image_list(Store *s, ImageRecord **ret, size_t *ret_n);
 typedef enum OperatorRole { ROLE_VIEWER = 1, ROLE_HELPDESK = 2, ROLE_ADMIN = 3 } OperatorRole;
 const char *operator_role_name(OperatorRole r);
 int operator_role_from_name(const char *s, OperatorRole *ret);
+/* -EEXIST when the name is taken; names: 1..64 of [A-Za-z0-9._@-]. Audited ("operator-add", actor
+ * "server-cli"). *ret_token ("tpo_…") is shown once and then only its hash exists. */
 int store_operator_add(Store *s, const char *name, OperatorRole role, char **ret_token);
 /* -ENOENT unknown token. */
 int store_operator_auth(Store *s, const char *token, char **ret_name, OperatorRole *ret_role);
 
 /* ---- audit log, hash-chained (docs/PROTOCOL.md "Audit log") ---- */
+/* Chain (docs/PROTOCOL.md "Audit log"): hash = SHA-256(prev_hash ‖ seq ‖ time ‖ actor ‖ action ‖
+ * subject ‖ details) with prev_hash the previous row's hash (32 zero bytes before the first row),
+ * seq as 8 bytes and time as 8 bytes (two's complement) big-endian, and each text field as a 4-byte
+ * big-endian length and its bytes; a NULL subject/details is length 0xffffffff with no bytes (so
+ * NULL and "" differ). seq starts at 1 and never repeats (AUTOINCREMENT): a deleted row leaves a gap
+ * that verify reports even when it was the last one and something was appended after it. A
+ * rewrite of the whole chain from some row on is only caught against a copy of an earlier head
+ * (store_audit_head), which is why `trustpcctl audit verify` prints it. */
 typedef struct AuditEntry {
 	uint64_t seq;
 	time_t time;
@@ -88,8 +116,15 @@ typedef struct AuditEntry {
 	uint8_t hash[32];
 } AuditEntry;
 void audit_entry_done(AuditEntry *e);
+/* actor and action non-empty (-EINVAL); subject and details may be NULL. details should be JSON
+ * text (the admin API shows it as JSON when it parses, else as a string). */
 int store_audit_append(Store *s, const char *actor, const char *action, const char *subject,
 		       const char *details);
+/* Entries with seq > after_seq, oldest first, at most limit (1..10000, else -EINVAL). */
 int store_audit_list(Store *s, uint64_t after_seq, size_t limit, AuditEntry **ret, size_t *ret_n);
+/* The last `limit` entries about subject, newest first. */
+int store_audit_list_subject(Store *s, const char *subject, size_t limit, AuditEntry **ret, size_t *ret_n);
+/* seq and hash of the newest row; -ENOENT on an empty log. */
+int store_audit_head(Store *s, uint64_t *ret_seq, uint8_t ret_hash[32]);
 /* Recomputes the chain: 0 ok (*ret_entries counted), -EBADMSG broken (*ret_first_bad = seq). */
 int store_audit_verify(Store *s, uint64_t *ret_entries, uint64_t *ret_first_bad);

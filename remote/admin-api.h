@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The admin API (docs/PROTOCOL.md "Admin API"): routes a parsed HTTP request to the store and
+ * answers JSON. Transport-free: the server reads the request with the parser of http.h, calls
+ * admin_api_handle, writes http_response_format() of the answer and closes the connection.
+ *
+ *   GET  /api/v1/devices             viewer    [{device_id, hostname, image, state, connected,
+ *                                               enrolled_at, last_seen, attested_at, reason, posture}]
+ *   GET  /api/v1/devices/{id}        viewer    that object + tls_key_sha256, ek_cert_sha256, escrowed,
+ *                                               history (the device's last audit entries, newest first)
+ *   POST /api/v1/tokens              admin     {image?, ttl_seconds?} → 201 {token, expires_at}
+ *   GET  /api/v1/images              viewer    [{name, pcrs: {"7": hex, …}}]
+ *   POST /api/v1/images              admin     {name, pcrs: {"7": hex, …}} → 201 the image
+ *   GET  /api/v1/audit?after=N&limit=M viewer  [{seq, time, actor, action, subject, details, hash}]
+ *   GET  /api/v1/audit/verify        viewer    {ok, entries, first_bad_seq, last_hash}
+ *
+ * Times are Unix seconds (JSON integers), null for "never". Checks in this order, so that a
+ * caller without a valid token learns nothing about the routes:
+ *   401 missing/malformed Authorization or unknown token (with WWW-Authenticate: Bearer)
+ *   404 unknown path, 405 known path with another method
+ *   403 role too low ("… needs the admin role; you are helpdesk")
+ *   400 bad query or body, 404 unknown device/image, 413 body over HTTP_BODY_MAX
+ * Every operator action (token create, image add) is written to the audit log with the operator's
+ * name as actor, in the same transaction as the action. */
+
+#include <stdbool.h>
+#include <time.h>
+
+#include "http.h"
+#include "store.h"
+
+typedef struct AdminContext {
+	Store *store;
+	/* Whether the device has a live connection now (the server's connection table); may be NULL
+	 * (every device reported as not connected). */
+	bool (*is_connected)(void *userdata, const char *device_id);
+	void *userdata;
+	time_t now; /* the request's time (reserved for time-based answers) */
+} AdminContext;
+
+/* Always fills resp (any status, JSON body) and returns 0, except -ENOMEM (resp untouched: answer
+ * 500 without a body). A store failure becomes a 500 {"error":"internal"} answer and is logged. */
+int admin_api_handle(const AdminContext *ctx, const HttpRequest *req, HttpResponse *resp);
+
+/* For the server's parse failures: the answer to send for an HttpParseError. */
+int admin_api_parse_error(const HttpParseError *err, HttpResponse *resp);
