@@ -121,10 +121,6 @@ int verb_enroll(DiskArgs *a)
 		r = signed_policy_verify(&t.policy, policy_key, &why);
 		if (r < 0)
 			return log_error_errno(r, "--policy '%s' rejected: %s.", a->policy, why);
-		if (t.policy.params.pin != a->pin)
-			return log_error_errno(EINVAL, "--policy '%s' %s a PIN; enroll %s --pin.", a->policy,
-					       t.policy.params.pin ? "requires" : "does not allow",
-					       t.policy.params.pin ? "with" : "without");
 	}
 	r = tpm2_counter_ensure(tpm, a->nv_index, &epoch, &created);
 	if (r == -ENOTUNIQ)
@@ -149,15 +145,16 @@ int verb_enroll(DiskArgs *a)
 			return r;
 	}
 
-	/* Seal: authPolicy = PolicyAuthorize(policy key, policyRef = device id). The epoch and PCRs
-	 * live only in the signed policies, so locks and image updates never need a re-seal. */
+	/* Seal: authPolicy = PolicyAuthorize(policy key, policyRef = device id) [· PolicyAuthValue].
+	 * The epoch and PCRs live only in the signed policies, so locks and image updates never need
+	 * a re-seal; the PIN lives in the object's own policy, so no signer can waive it. */
 	r = ec_key_get_point(policy_key, point);
 	if (r >= 0)
 		r = tpm2_ecc_key_name(point, name);
 	if (r >= 0)
 		r = device_id_parse(t.device_id, ref);
 	if (r >= 0)
-		r = tpm2_policy_authorize_digest(name, ref, sizeof(ref), auth_policy);
+		r = tpm2_policy_authorize_digest(name, ref, sizeof(ref), t.pin, auth_policy);
 	if (r < 0)
 		return log_error_errno(r, "Cannot compute the authorization policy: %m");
 	r = crypto_random_bytes(secret, sizeof(secret));

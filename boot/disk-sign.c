@@ -21,7 +21,12 @@ int verb_sign_policy(DiskArgs *a)
 
 	if (a->argc != 0 || !a->device_id || !a->epoch_set) {
 		log_error("Usage: trustpc-disk sign-policy --key KEY.pem --device-id ID --epoch N --pcr 7=HEX "
-			  "--pcr 11=HEX [--pin] [--nv-index 0x…] [-o FILE]");
+			  "--pcr 11=HEX [--nv-index 0x…] [-o FILE]");
+		return EXIT_USAGE;
+	}
+	if (a->pin) {
+		log_error("sign-policy takes no --pin: a PIN is bound to the disk at enroll time, in the sealed "
+			  "object's own policy, and needs no signed policy.");
 		return EXIT_USAGE;
 	}
 	if (device_id_parse(a->device_id, ref) < 0) {
@@ -50,7 +55,6 @@ int verb_sign_policy(DiskArgs *a)
 	memset(p.params.pcr_values[TPM2_PCR_ONE_BOOT], 0, 32);
 	p.params.nv_index = a->nv_index;
 	p.params.epoch = a->epoch;
-	p.params.pin = a->pin;
 	r = signed_policy_sign(&p, key);
 	if (r < 0)
 		return log_error_errno(r, "Signing the policy failed: %m");

@@ -205,17 +205,20 @@ int verb_recovery(DiskArgs *a)
 					       "for a policy for epoch %llu. Nothing was changed.",
 				       a->policy, (unsigned long long)policy.params.epoch,
 				       (unsigned long long)epoch, (unsigned long long)epoch);
-	if (policy.params.pin) {
+	/* A PIN disk stays a PIN disk (--pin adds one); recovery is where a forgotten PIN is
+	 * replaced, so the new PIN is asked for. */
+	t.pin = t.pin || a->pin;
+	if (t.pin) {
 		r = secret_acquire("TRUSTPC_NEW_PIN", "New PIN: ", true, &pin);
 		if (r < 0)
-			return log_error_errno(r, "The policy requires a PIN: set TRUSTPC_NEW_PIN or run on a terminal.");
+			return log_error_errno(r, "This disk uses a PIN: set TRUSTPC_NEW_PIN or run on a terminal. "
+						  "Nothing was changed.");
 		r = crypto_random_bytes(t.pin_salt, sizeof(t.pin_salt));
 		if (r >= 0)
 			r = disk_pin_auth(&t, pin, auth);
 		if (r < 0)
 			return r;
 	}
-	t.pin = policy.params.pin;
 
 	r = ec_key_get_point(policy_key, point);
 	if (r >= 0)
@@ -223,7 +226,7 @@ int verb_recovery(DiskArgs *a)
 	if (r >= 0)
 		r = device_id_parse(t.device_id, ref);
 	if (r >= 0)
-		r = tpm2_policy_authorize_digest(name, ref, sizeof(ref), auth_policy);
+		r = tpm2_policy_authorize_digest(name, ref, sizeof(ref), t.pin, auth_policy);
 	if (r >= 0)
 		r = crypto_random_bytes(secret, sizeof(secret));
 	if (r < 0)

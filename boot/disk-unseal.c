@@ -141,9 +141,6 @@ int disk_unseal(Tpm2Context *c, const DiskToken *t, const SignedPolicy *policy, 
 	r = signed_policy_verify(policy, key, &why);
 	if (r < 0)
 		return fail(r, reason, reason_size, "policy rejected: %s", why ?: strerror(-r));
-	if (policy->params.pin != t->pin)
-		return fail(-EINVAL, reason, reason_size, "the policy %s a PIN but the disk was enrolled %s one",
-			    policy->params.pin ? "requires" : "does not require", t->pin ? "with" : "without");
 	if (policy->params.nv_index != t->nv_index)
 		return fail(-EINVAL, reason, reason_size, "the policy names lock counter 0x%08x, the disk 0x%08x",
 			    policy->params.nv_index, t->nv_index);

@@ -25,7 +25,7 @@ static int get_hex(const json_t *o, const char *key, void *buf, size_t n)
 int signed_policy_from_json(const json_t *o, SignedPolicy *ret, const char **ret_reason)
 {
 	static const char *const known[] = {"trustpc_policy", "device_id", "epoch", "pcr_bank", "pcrs",
-					    "nv_index", "pin", "policy_digest", "key_id", "signature"};
+					    "nv_index", "policy_digest", "key_id", "signature"};
 	SignedPolicy p = {};
 	const json_t *v, *pv;
 	const char *k;
@@ -91,11 +91,6 @@ int signed_policy_from_json(const json_t *o, SignedPolicy *ret, const char **ret
 		FAIL("field 'nv_index' must be an NV index like \"0x01807c50\"");
 	p.params.nv_index = (uint32_t)u;
 
-	v = json_object_get(o, "pin");
-	if (!json_is_boolean(v))
-		FAIL("field 'pin' must be true or false");
-	p.params.pin = json_is_true(v);
-
 	if (get_hex(o, "policy_digest", p.policy_digest, 32) < 0)
 		FAIL("field 'policy_digest' must be 64 hex digits");
 	if (get_hex(o, "key_id", p.key_id, 32) < 0)
@@ -159,10 +154,9 @@ int signed_policy_to_json(const SignedPolicy *p, json_t **ret)
 		}
 	}
 	snprintf(nv, sizeof(nv), "0x%08x", p->params.nv_index);
-	o = json_pack("{s:i, s:s, s:I, s:s, s:o, s:s, s:b, s:s, s:s, s:s}", "trustpc_policy", 1, "device_id",
+	o = json_pack("{s:i, s:s, s:I, s:s, s:o, s:s, s:s, s:s, s:s}", "trustpc_policy", 1, "device_id",
 		      p->device_id, "epoch", (json_int_t)p->params.epoch, "pcr_bank", "sha256", "pcrs", pcrs,
-		      "nv_index", nv, "pin", (int)p->params.pin, "policy_digest", digest, "key_id", kid,
-		      "signature", sig);
+		      "nv_index", nv, "policy_digest", digest, "key_id", kid, "signature", sig);
 	if (!o)
 		return -ENOMEM;
 	*ret = o;

@@ -5,7 +5,7 @@
  * File format (JSON, docs/TPM_POLICY.md):
  *   {"trustpc_policy":1, "device_id":"<32 hex>", "epoch":N, "pcr_bank":"sha256",
  *    "pcrs":{"7":"<64 hex>","11":"<64 hex>","15":"00…00"}, "nv_index":"0x01807c50",
- *    "pin":false, "policy_digest":"<64 hex>", "key_id":"<64 hex>", "signature":"<base64 r||s>"}
+ *    "policy_digest":"<64 hex>", "key_id":"<64 hex>", "signature":"<base64 r||s>"}
  * policy_digest is the TPM approvedPolicy for those fields; signature is ES256 (raw r||s) by the
  * key with SHA-256(SPKI) = key_id over SHA-256(policy_digest || device id bytes). Parsing is
  * strict: unknown fields, wrong types, sizes or ranges are refused with a reason naming the

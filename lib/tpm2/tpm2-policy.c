@@ -102,18 +102,12 @@ int tpm2_policy_approved_digest(const Tpm2PolicyParams *p, uint8_t ret[TPM2_SHA2
 	r = policy_update(d, TPM2_CC_PolicyNV, nv_extra, sizeof(nv_extra));
 	if (r < 0)
 		return r;
-
-	if (p->pin) {
-		r = policy_update(d, TPM2_CC_PolicyAuthValue, NULL, 0);
-		if (r < 0)
-			return r;
-	}
 	memcpy(ret, d, 32);
 	return 0;
 }
 
 int tpm2_policy_authorize_digest(const uint8_t key_name[TPM2_NAME_SIZE], const void *policy_ref,
-				 size_t ref_len, uint8_t ret[TPM2_SHA256_SIZE])
+				 size_t ref_len, bool pin, uint8_t ret[TPM2_SHA256_SIZE])
 {
 	uint8_t d[32] = {};
 	int r;
@@ -125,6 +119,11 @@ int tpm2_policy_authorize_digest(const uint8_t key_name[TPM2_NAME_SIZE], const v
 	r = sha256_many(d, d, (size_t)32, policy_ref, ref_len, NULL);
 	if (r < 0)
 		return r;
+	if (pin) {
+		r = policy_update(d, TPM2_CC_PolicyAuthValue, NULL, 0);
+		if (r < 0)
+			return r;
+	}
 	memcpy(ret, d, 32);
 	return 0;
 }

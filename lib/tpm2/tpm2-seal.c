@@ -190,12 +190,6 @@ static int policy_assert(Tpm2Context *c, ESYS_TR session, const Tpm2UnsealReques
 		return r;
 	}
 
-	if (p->pin) {
-		rc = Esys_PolicyAuthValue(c->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE);
-		if (rc != TSS2_RC_SUCCESS)
-			return tpm2_rc_errno(rc, "PolicyAuthValue");
-	}
-
 	rc = Esys_PolicyGetDigest(c->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &current);
 	if (rc != TSS2_RC_SUCCESS)
 		return tpm2_rc_errno(rc, "PolicyGetDigest");
@@ -258,6 +252,14 @@ static int policy_authorize(Tpm2Context *c, ESYS_TR session, const Tpm2UnsealReq
 		r = tpm2_rc_errno(rc, "PolicyAuthorize");
 		goto out;
 	}
+	/* The PIN: part of the sealed object's own policy, after PolicyAuthorize. */
+	if (req->auth_len) {
+		rc = Esys_PolicyAuthValue(c->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE);
+		if (rc != TSS2_RC_SUCCESS) {
+			r = tpm2_rc_errno(rc, "PolicyAuthValue");
+			goto out;
+		}
+	}
 	r = 0;
 out:
 	tpm2_flush(c, &key);
@@ -279,7 +281,7 @@ int tpm2_unseal(Tpm2Context *c, const Tpm2UnsealRequest *req, uint8_t **ret, siz
 	int r;
 
 	if (!req->blob || !req->policy || !req->policy_key_point || !req->policy_ref || !req->signature ||
-	    req->auth_len > 32 || (req->policy->pin != (req->auth_len > 0)))
+	    req->auth_len > 32)
 		return -EINVAL;
 	r = unmarshal_public(req->blob->srk_public, req->blob->srk_public_size, &pinned);
 	if (r < 0)

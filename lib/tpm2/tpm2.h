@@ -72,14 +72,15 @@ typedef struct Tpm2PolicyParams {
 	uint8_t pcr_values[TPM2_PCRS_MAX][TPM2_SHA256_SIZE];  /* expected values, SHA-256 bank */
 	uint32_t nv_index;
 	uint64_t epoch;
-	bool pin;
 } Tpm2PolicyParams;
 
-/* approvedPolicy = PolicyPCR(mask, values) · PolicyNV(counter == epoch) [· PolicyAuthValue]. */
+/* approvedPolicy = PolicyPCR(mask, values) · PolicyNV(counter == epoch). */
 int tpm2_policy_approved_digest(const Tpm2PolicyParams *p, uint8_t ret[TPM2_SHA256_SIZE]);
-/* The sealed object's authPolicy: PolicyAuthorize(keyName, policyRef). */
+/* The sealed object's authPolicy: PolicyAuthorize(keyName, policyRef) [· PolicyAuthValue].
+ * With pin, PolicyAuthValue is part of the object's own policy — fixed at seal time, so no
+ * signed policy, whoever signs it, can release the secret without the PIN. */
 int tpm2_policy_authorize_digest(const uint8_t key_name[TPM2_NAME_SIZE], const void *policy_ref,
-				 size_t ref_len, uint8_t ret[TPM2_SHA256_SIZE]);
+				 size_t ref_len, bool pin, uint8_t ret[TPM2_SHA256_SIZE]);
 /* aHash = SHA-256(approvedPolicy || policyRef): what the fleet policy key signs. */
 int tpm2_policy_signing_hash(const uint8_t approved[TPM2_SHA256_SIZE], const void *policy_ref,
 			     size_t ref_len, uint8_t ret[TPM2_SHA256_SIZE]);
@@ -111,8 +112,9 @@ typedef struct Tpm2UnsealRequest {
 	size_t auth_len;
 } Tpm2UnsealRequest;
 
-/* Salted policy session bound to the pinned SRK; PolicyPCR, PolicyNV, [PolicyAuthValue],
- * VerifySignature + PolicyAuthorize; Unseal with response encryption. *ret is secure memory. */
+/* Salted policy session bound to the pinned SRK; PolicyPCR, PolicyNV, VerifySignature +
+ * PolicyAuthorize, [PolicyAuthValue when auth is given]; Unseal with response encryption.
+ * *ret is secure memory. */
 int tpm2_unseal(Tpm2Context *c, const Tpm2UnsealRequest *req, uint8_t **ret, size_t *ret_size);
 
 static inline void tpm2_context_freep(Tpm2Context **c)

@@ -15,7 +15,7 @@ static bool same(const SignedPolicy *a, const SignedPolicy *b)
 	return streq(a->device_id, b->device_id) && a->params.pcr_mask == b->params.pcr_mask &&
 	       !memcmp(a->params.pcr_values, b->params.pcr_values, sizeof(a->params.pcr_values)) &&
 	       a->params.nv_index == b->params.nv_index && a->params.epoch == b->params.epoch &&
-	       a->params.pin == b->params.pin && !memcmp(a->policy_digest, b->policy_digest, 32) &&
+	       !memcmp(a->policy_digest, b->policy_digest, 32) &&
 	       !memcmp(a->key_id, b->key_id, 32) && !memcmp(a->signature, b->signature, 64);
 }
 

@@ -71,9 +71,6 @@ refuse 5 "--policy '$T/p-other.json' rejected: the policy was signed by another 
 	--policy "$T/p-other.json" --policy-key "$K/policy.pub" --escrow-key "$K/escrow.pub" --escrow-out "$T/new.escrow" \
 	--unlock-key-file "$T/pass"
 disk_sign_current dev1 "$T/p.json"
-refuse 8 "--policy '$T/p.json' does not allow a PIN; enroll without --pin" "enroll --pin with a no-PIN policy (exit 8)" \
-	--pin --policy "$T/p.json" --policy-key "$K/policy.pub" --escrow-key "$K/escrow.pub" --escrow-out "$T/new.escrow" \
-	--unlock-key-file "$T/pass"
 assert_eq "" "$(cryptsetup luksDump --dump-json-metadata "$NEW" | jq -c '.tokens | keys | .[]')" "the refused image has no token"
 
 # ---- after all refusals the same image enrolls, here with the policy given at enroll time ---------------------

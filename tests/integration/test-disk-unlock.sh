@@ -88,15 +88,15 @@ disk_reboot dev1
 EXPECT_NAME="enroll pin.img with --pin (TRUSTPC_NEW_PIN)" \
 	TRUSTPC_NEW_PIN=right-pin-4711 expect_ok disk_enroll dev1 "$PIMG" --pin
 assert_eq true "$(disk_status_field "$PIMG" .pin)" "status shows the PIN"
-disk_sign_current dev1 "$T/ppin.json" --pin
-disk_sign_current dev1 "$T/pnopin.json"
+# The PIN is bound in the sealed object's own policy: the signed policy is the same as for any disk.
+disk_sign_current dev1 "$T/ppin.json"
 
 EXPECT_NAME="PIN disk without a PIN (no TRUSTPC_PIN, no terminal) (exit 6)" \
 	disk_expect_fail_unchanged "$PIMG" 6 "'$PIMG' needs a PIN: set TRUSTPC_PIN" \
 	tpcdisk unlock "$PIMG" --test --policy "$T/ppin.json"
-EXPECT_NAME="PIN disk with a policy signed without --pin (exit 8)" \
-	disk_expect_fail_unchanged "$PIMG" 8 'the policy does not require a PIN but the disk was enrolled with one' \
-	env TRUSTPC_PIN=right-pin-4711 "$DISK_BIN" unlock "$PIMG" --test --policy "$T/pnopin.json"
+EXPECT_NAME="sign-policy has no --pin: the PIN needs no signature (exit 2)" \
+	expect_fail 2 'sign-policy takes no --pin' tpcdisk sign-policy --pin --key "$DISK_KEYS/policy.key" \
+	--device-id 00112233445566778899aabbccddeeff --epoch 1 --pcr 7="$(printf '%064d' 0)"
 EXPECT_NAME="wrong PIN (exit 6)" \
 	disk_expect_fail_unchanged "$PIMG" 6 'wrong PIN \(the TPM counts failed attempts\)' \
 	env TRUSTPC_PIN=wrong-pin "$DISK_BIN" unlock "$PIMG" --test --policy "$T/ppin.json"

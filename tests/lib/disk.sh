@@ -17,7 +17,7 @@
 #   disk_tpm_status NAME         sets DISK_DEVICE_ID, DISK_EPOCH, DISK_PCR7, DISK_PCR11 from `tpm-status --json`
 #   disk_sign_current NAME OUT [ARGS…]   sign a policy for NAME's device id, epoch and current PCR 7/11
 #                                with the policy key; ARGS override (--epoch N, --key K, --device-id ID,
-#                                --pcr 7=HEX, --pin): the last occurrence of an option wins
+#                                --pcr 7=HEX): the last occurrence of an option wins
 #   disk_expect_fail_unchanged IMG CODE PATTERN CMD…   expect_fail, then assert that the LUKS header of
 #                                IMG (luks_header_hash) is byte-for-byte what it was before
 #   assert_pcr15_zero NAME [WHY] PCR 15 of NAME is still zero (no unseal happened in this boot)

@@ -75,13 +75,6 @@ static void test_approved_digest_binds_fields(void **state)
 	assert_int_equal(tpm2_policy_approved_digest(&q, d), 0);
 	assert_memory_not_equal(d0, d, 32);
 
-	/* PolicyAuthValue appends H(digest || TPM_CC_PolicyAuthValue = 0x0000016b) (Part 3, 23.17). */
-	q = p, q.pin = true;
-	assert_int_equal(tpm2_policy_approved_digest(&q, d), 0);
-	uint8_t cc[4] = {0, 0, 0x01, 0x6b}, expect[32];
-	assert_int_equal(sha256_many(expect, d0, (size_t)32, cc, (size_t)4, NULL), 0);
-	assert_memory_equal(d, expect, 32);
-
 	/* Without PCR 15 the one-unseal-per-boot guarantee is gone: refused. */
 	q = p, q.pcr_mask &= ~(1u << 15);
 	assert_int_equal(tpm2_policy_approved_digest(&q, d), -EINVAL);
@@ -113,11 +106,18 @@ static void test_names(void **state)
 
 	/* PolicyAuthorize digests differ per key and per device (policyRef). */
 	uint8_t ref1[16] = {1}, ref2[16] = {2}, d1[32], d2[32], d3[32];
-	assert_int_equal(tpm2_policy_authorize_digest(a, ref1, 16, d1), 0);
-	assert_int_equal(tpm2_policy_authorize_digest(a, ref2, 16, d2), 0);
-	assert_int_equal(tpm2_policy_authorize_digest(b, ref1, 16, d3), 0);
+	assert_int_equal(tpm2_policy_authorize_digest(a, ref1, 16, false, d1), 0);
+	assert_int_equal(tpm2_policy_authorize_digest(a, ref2, 16, false, d2), 0);
+	assert_int_equal(tpm2_policy_authorize_digest(b, ref1, 16, false, d3), 0);
 	assert_memory_not_equal(d1, d2, 32);
 	assert_memory_not_equal(d1, d3, 32);
+
+	/* With a PIN the object's policy continues with PolicyAuthValue:
+	 * H(authorizeDigest || TPM_CC_PolicyAuthValue = 0x0000016b) (Part 3, 23.17). */
+	uint8_t cc[4] = {0, 0, 0x01, 0x6b}, expect[32], with_pin[32];
+	assert_int_equal(tpm2_policy_authorize_digest(a, ref1, 16, true, with_pin), 0);
+	assert_int_equal(sha256_many(expect, d1, (size_t)32, cc, (size_t)4, NULL), 0);
+	assert_memory_equal(with_pin, expect, 32);
 	ec_key_free(k1);
 	ec_key_free(k2);
 }
@@ -212,7 +212,7 @@ static void test_signed_policy_rejects(void **state)
 		{"\"trustpc_policy\":1", "\"trustpc_policy\":1,\"x\":0", "unknown field"},
 		{"\"epoch\":5", "\"epoch\":-5", "epoch"},
 		{"\"epoch\":5", "\"epoch\":\"5\"", "epoch"},
-		{"\"pin\":false", "\"pin\":0", "pin"},
+		{"\"trustpc_policy\":1", "\"trustpc_policy\":1,\"pin\":true", "unknown field"},
 		{"\"device_id\":\"00", "\"device_id\":\"0", "device_id"},
 		{"\"00112233445566778899aabbccddeeff\"", "\"00112233445566778899AABBCCDDEEFF\"", "device_id"},
 		{"\"15\":\"00", "\"15\":\"01", "PCR 15"},

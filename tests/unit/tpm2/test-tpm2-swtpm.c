@@ -34,7 +34,7 @@ static int seal_for(Fixture *f, const uint8_t *point, const void *auth, size_t a
 {
 	uint8_t name[TPM2_NAME_SIZE], policy[32];
 	assert_int_equal(tpm2_ecc_key_name(point, name), 0);
-	assert_int_equal(tpm2_policy_authorize_digest(name, f->ref, sizeof(f->ref), policy), 0);
+	assert_int_equal(tpm2_policy_authorize_digest(name, f->ref, sizeof(f->ref), auth_len > 0, policy), 0);
 	return tpm2_seal(f->tpm, policy, f->secret, sizeof(f->secret), auth, auth_len, ret);
 }
 
@@ -77,11 +77,11 @@ typedef struct Signed {
 	uint8_t sig[64];
 } Signed;
 
-static void sign(Fixture *f, const EcKey *key, const uint8_t *ref, uint64_t epoch, bool pin, Signed *s)
+static void sign(Fixture *f, const EcKey *key, const uint8_t *ref, uint64_t epoch, Signed *s)
 {
 	uint8_t approved[32], hash[32];
 	*s = (Signed){.params = {.pcr_mask = (1u << 7) | (1u << 11) | (1u << 15),
-				  .nv_index = TPM2_LOCK_COUNTER_NV_INDEX, .epoch = epoch, .pin = pin}};
+				  .nv_index = TPM2_LOCK_COUNTER_NV_INDEX, .epoch = epoch}};
 	assert_int_equal(tpm2_pcr_read(f->tpm, s->params.pcr_mask, s->params.pcr_values), 0);
 	assert_int_equal(tpm2_policy_approved_digest(&s->params, approved), 0);
 	assert_int_equal(tpm2_policy_signing_hash(approved, ref, DEVICE_ID_SIZE, hash), 0);
@@ -111,7 +111,7 @@ static void test_unseal_ok(void **state)
 {
 	Fixture *f = *state;
 	Signed s;
-	sign(f, f->key, f->ref, f->epoch, false, &s);
+	sign(f, f->key, f->ref, f->epoch, &s);
 	assert_int_equal(unseal(f, &f->blob, &s, f->point, NULL, 0), 0);
 }
 
@@ -122,7 +122,7 @@ static void test_other_device_ref(void **state)
 	Signed s;
 	memcpy(other_ref, f->ref, sizeof(other_ref));
 	other_ref[0] ^= 0xff;
-	sign(f, f->key, other_ref, f->epoch, false, &s); /* a valid policy — for another device */
+	sign(f, f->key, other_ref, f->epoch, &s); /* a valid policy — for another device */
 	assert_int_equal(unseal(f, &f->blob, &s, f->point, NULL, 0), -EBADMSG);
 }
 
@@ -132,7 +132,7 @@ static void test_other_key(void **state)
 	Signed s;
 	/* Signed by another key, presented with that key: the TPM accepts the signature but the
 	 * ticket names a key the sealed object's policy does not authorise. */
-	sign(f, f->other, f->ref, f->epoch, false, &s);
+	sign(f, f->other, f->ref, f->epoch, &s);
 	assert_int_equal(unseal(f, &f->blob, &s, f->other_point, NULL, 0), -EKEYREJECTED);
 	/* Signed by another key, presented with ours: the signature does not verify. */
 	assert_int_equal(unseal(f, &f->blob, &s, f->point, NULL, 0), -EBADMSG);
@@ -142,7 +142,7 @@ static void test_pcr_mismatch(void **state)
 {
 	Fixture *f = *state;
 	Signed s;
-	sign(f, f->key, f->ref, f->epoch, false, &s);
+	sign(f, f->key, f->ref, f->epoch, &s);
 	s.params.pcr_values[11][0] ^= 1; /* expected value differs from the TPM's */
 	/* re-sign so that only the PCR value is wrong */
 	uint8_t approved[32], hash[32];
@@ -157,10 +157,10 @@ static void test_pcr_extended(void **state)
 	Fixture *f = *state;
 	uint8_t digest[32] = {1, 2, 3};
 	Signed s;
-	sign(f, f->key, f->ref, f->epoch, false, &s); /* for the PCRs as they are now */
+	sign(f, f->key, f->ref, f->epoch, &s); /* for the PCRs as they are now */
 	assert_int_equal(tpm2_pcr_extend(f->tpm, 7, digest), 0); /* "the boot changed" */
 	assert_int_equal(unseal(f, &f->blob, &s, f->point, NULL, 0), -EPERM);
-	sign(f, f->key, f->ref, f->epoch, false, &s); /* a policy for the new state works */
+	sign(f, f->key, f->ref, f->epoch, &s); /* a policy for the new state works */
 	assert_int_equal(unseal(f, &f->blob, &s, f->point, NULL, 0), 0);
 }
 
@@ -170,14 +170,14 @@ static void test_epoch(void **state)
 	Signed old, next;
 	uint64_t now;
 
-	sign(f, f->key, f->ref, f->epoch + 1, false, &next);
+	sign(f, f->key, f->ref, f->epoch + 1, &next);
 	assert_int_equal(unseal(f, &f->blob, &next, f->point, NULL, 0), -ESTALE); /* not yet */
-	sign(f, f->key, f->ref, f->epoch, false, &old);
+	sign(f, f->key, f->ref, f->epoch, &old);
 	assert_int_equal(tpm2_counter_increment(f->tpm, TPM2_LOCK_COUNTER_NV_INDEX, &now), 0);
 	assert_int_equal(now, f->epoch + 1);
 	f->epoch = now;
 	assert_int_equal(unseal(f, &f->blob, &old, f->point, NULL, 0), -ESTALE); /* locked */
-	sign(f, f->key, f->ref, f->epoch, false, &next);
+	sign(f, f->key, f->ref, f->epoch, &next);
 	assert_int_equal(unseal(f, &f->blob, &next, f->point, NULL, 0), 0); /* unlocked: no re-seal */
 	/* ensure on an existing counter changes nothing */
 	assert_int_equal(tpm2_counter_ensure(f->tpm, TPM2_LOCK_COUNTER_NV_INDEX, &now, NULL), 0);
@@ -191,15 +191,15 @@ static void test_pin(void **state)
 	Signed s;
 	memcpy(wrong, pin_auth, 32);
 	wrong[0] ^= 1;
-	sign(f, f->key, f->ref, f->epoch, true, &s);
+	sign(f, f->key, f->ref, f->epoch, &s);
 	assert_int_equal(unseal(f, &f->pin_blob, &s, f->point, wrong, sizeof(wrong)), -EACCES);
 	assert_int_equal(unseal(f, &f->pin_blob, &s, f->point, pin_auth, sizeof(pin_auth)), 0);
-	/* A policy signed WITHOUT PolicyAuthValue used on the PIN blob: the policy is satisfied, but
-	 * the response is encrypted with sessionKey || authValue (TPM 2.0 Part 1, parameter
-	 * encryption), so without the PIN what comes back is not the secret. The PIN keeps
-	 * protecting the key even against a policy that leaves it out. */
-	sign(f, f->key, f->ref, f->epoch, false, &s);
-	assert_int_equal(unseal(f, &f->pin_blob, &s, f->point, NULL, 0), 1);
+	/* The same valid signed policy without the PIN: PolicyAuthValue is part of the object's own
+	 * policy, so the TPM refuses the Unseal itself (a policy failure, not garbage output) —
+	 * whatever the signer signed and whether or not the client encrypts the response. */
+	assert_int_equal(unseal(f, &f->pin_blob, &s, f->point, NULL, 0), -EKEYREJECTED);
+	/* and the PIN-less blob does not accept a PIN session */
+	assert_int_equal(unseal(f, &f->blob, &s, f->point, pin_auth, sizeof(pin_auth)), -EKEYREJECTED);
 }
 
 static void test_pinned_srk(void **state)
@@ -211,7 +211,7 @@ static void test_pinned_srk(void **state)
 	memcpy(copy, b.srk_public, b.srk_public_size);
 	copy[b.srk_public_size - 1] ^= 1; /* last byte of the SRK's public point */
 	b.srk_public = copy;
-	sign(f, f->key, f->ref, f->epoch, false, &s);
+	sign(f, f->key, f->ref, f->epoch, &s);
 	assert_int_equal(unseal(f, &b, &s, f->point, NULL, 0), -EREMCHG);
 	free(copy);
 }
@@ -225,7 +225,7 @@ static void test_corrupt_blob(void **state)
 	memcpy(copy, b.blob, b.blob_size);
 	copy[10] ^= 1; /* inside the private part: integrity check fails in TPM2_Load */
 	b.blob = copy;
-	sign(f, f->key, f->ref, f->epoch, false, &s);
+	sign(f, f->key, f->ref, f->epoch, &s);
 	assert_int_equal(unseal(f, &b, &s, f->point, NULL, 0), -EINVAL);
 	b.blob_size = 5; /* truncated */
 	assert_int_equal(unseal(f, &b, &s, f->point, NULL, 0), -EINVAL);
