@@ -28,18 +28,19 @@
 #define HTTP_HEADERS_MAX 64U
 
 typedef struct HttpRequest {
-	char *method;        /* as sent ("GET", "POST", …): a token, case-sensitive */
-	char *path;          /* origin-form target up to '?', starts with '/', not decoded */
-	char *query;         /* after '?', not decoded; NULL when the target has no '?' */
-	char *host;          /* the Host header (required by HTTP/1.1) */
-	char *authorization; /* the Authorization header value, NULL if absent; a credential: wiped on done */
-	char *body;          /* body_len bytes + a NUL (never NULL after a successful parse) */
+	char *method; /* as sent ("GET", "POST", …): a token, case-sensitive */
+	char *path;   /* origin-form target up to '?', starts with '/', not decoded */
+	char *query;  /* after '?', not decoded; NULL when the target has no '?' */
+	char *host;   /* the Host header (required by HTTP/1.1) */
+	char
+	    *authorization; /* the Authorization header value, NULL if absent; a credential: wiped on done */
+	char *body;	    /* body_len bytes + a NUL (never NULL after a successful parse) */
 	size_t body_len;
 } HttpRequest;
 void http_request_done(HttpRequest *r); /* frees the fields (wipes authorization), zeroes r */
 
 typedef struct HttpParseError {
-	int status;         /* HTTP status to answer with: 400, 413, 431, 501, 505 */
+	int status;	    /* HTTP status to answer with: 400, 413, 431, 501, 505 */
 	const char *reason; /* static text, e.g. "Transfer-Encoding is not supported" */
 } HttpParseError;
 

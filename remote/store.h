@@ -16,6 +16,10 @@ typedef struct Store Store;
 
 int store_open(const char *path, Store **ret); /* creates and migrates */
 Store *store_close(Store *s);
+static inline void store_closep(Store **s)
+{
+	store_close(*s);
+}
 /* Tests only: the clock the store uses for created/expiry/audit times (0 = time(NULL)). */
 void store_set_now(Store *s, time_t now);
 
@@ -25,7 +29,8 @@ void store_set_now(Store *s, time_t now);
  * makes pasting one kind where the other belongs fail cleanly. The database holds lower-case hex
  * SHA-256 of the whole text. Returned token strings are secrets: free with erase_and_free(). */
 /* Creates a token valid for ttl seconds (1 ≤ ttl ≤ 30 days, else -EINVAL), optionally tied to an
- * image (-ENOENT when no such image); audited ("token-create", actor) in the same transaction. */
+ * image (-ENOENT when no such image); audited ("token.create", actor,
+ * subject "token:" + 16 hex digits of its hash, details {image, expires_at}) in the same transaction. */
 int store_token_create(Store *s, const char *image, uint64_t ttl, const char *actor, char **ret_token,
 		       time_t *ret_expires);
 /* Atomically checks and consumes it: -ENOENT unknown, -ESTALE used or expired. *ret_image may be
@@ -66,7 +71,7 @@ void device_record_done(DeviceRecord *d);
  * lower-case hex digits or a NULL hostname. */
 int store_device_put(Store *s, const DeviceRecord *d);
 /* Enrollment in one transaction: consume token (-ENOENT/-ESTALE, nothing written), put d, audit
- * ("enroll" or "re-enroll", actor "device:<id>", subject the id, details JSON or NULL). */
+ * ("device.enroll" or "device.re-enroll", actor "device:<id>", subject the id, details JSON or NULL). */
 int store_device_enroll(Store *s, const char *token, const DeviceRecord *d, const char *details);
 int store_device_get(Store *s, const char *device_id, DeviceRecord *ret);
 /* All devices, in device_id order. */
@@ -83,9 +88,10 @@ typedef struct ImageRecord {
 	uint8_t pcr_values[24][32];
 } ImageRecord;
 void image_record_done(ImageRecord *i);
-/* Insert or replace the expected values. Names: 1..64 of [A-Za-z0-9._-] (-EINVAL otherwise). */
+/* Insert or replace the expected values. Names: 1..64 of [A-Za-z0-9._@-]; pcr_mask non-zero (an
+ * image without expected values would accept any quote) and below 1 << 24 (-EINVAL otherwise). */
 int store_image_put(Store *s, const ImageRecord *i);
-/* store_image_put + audit ("image-add"/"image-replace", actor) in one transaction. */
+/* store_image_put + audit ("image.set", actor, details {pcr_mask, replaced}) in one transaction. */
 int store_image_add(Store *s, const ImageRecord *i, const char *actor);
 int store_image_get(Store *s, const char *name, ImageRecord *ret);
 int store_image_list(Store *s, ImageRecord **ret, size_t *ret_n);
@@ -94,8 +100,8 @@ int store_image_list(Store *s, ImageRecord **ret, size_t *ret_n);
 typedef enum OperatorRole { ROLE_VIEWER = 1, ROLE_HELPDESK = 2, ROLE_ADMIN = 3 } OperatorRole;
 const char *operator_role_name(OperatorRole r);
 int operator_role_from_name(const char *s, OperatorRole *ret);
-/* -EEXIST when the name is taken; names: 1..64 of [A-Za-z0-9._@-]. Audited ("operator-add", actor
- * "server-cli"). *ret_token ("tpo_…") is shown once and then only its hash exists. */
+/* -EEXIST when the name is taken; names: 1..64 of [A-Za-z0-9._@-]. Not audited here (the caller
+ * knows the actor). *ret_token ("tpo_…") is shown once and then only its hash exists. */
 int store_operator_add(Store *s, const char *name, OperatorRole role, char **ret_token);
 /* -ENOENT unknown token. */
 int store_operator_auth(Store *s, const char *token, char **ret_name, OperatorRole *ret_role);
