@@ -17,6 +17,7 @@
 #define PROTO_BLOB_MAX 16384      /* certificates, TPM structures, escrow blobs */
 #define PROTO_EVENT_LOG_MAX 49152 /* the event log shares the frame with the quote */
 #define PROTO_PCRS_MAX 24
+#define PROTO_ACTIVATE_SECRET_MAX 64 /* activate.secret is a TPM2B_DIGEST */
 
 typedef enum ProtoType {
 	PROTO_ERROR = 1,       /* either way: {"t":"error","code":tstr,"message":tstr}, then close */
@@ -96,14 +97,33 @@ typedef struct ProtoMessage {
 } ProtoMessage;
 
 /* Decodes one CBOR payload (without the 4-byte length). -EBADMSG (*ret_reason set) on anything
- * malformed or oversized. Free with proto_message_done. */
+ * malformed or oversized; -ENOMEM. *ret_reason is a static string naming the field, e.g.
+ * "enroll.hostname: invalid UTF-8", "attest.signature: wrong size", "heartbeat: unknown key",
+ * "t: unknown message type", "message: trailing bytes". ret_reason may be NULL. The strings and
+ * byte strings of *ret point into storage owned by *ret (wiped when freed: it may hold the
+ * enrollment token or the activation secret). Free with proto_message_done. Absent optional
+ * fields: NULL strings, zero numbers (posture), NULL enrolled.policy for a CBOR null. */
 int proto_decode(const uint8_t *buf, size_t n, ProtoMessage *ret, const char **ret_reason);
+/* Frees the storage of a decoded message and zeroes *m. Safe on a zeroed (never decoded) message
+ * and on NULL. Do not call it on a message you built yourself whose _storage is not NULL. */
 void proto_message_done(ProtoMessage *m);
 
-/* Encodes m into a malloc'ed frame INCLUDING the 4-byte length prefix. */
+/* Encodes m into a malloc'ed frame INCLUDING the 4-byte length prefix. The encoder refuses what
+ * the decoder would refuse: -EINVAL for an unknown type, a NULL required string, a string that is
+ * not NUL-free UTF-8 or too long, a byte string of the wrong size (or NULL data with size > 0), a
+ * PCR mask with bits above 23, an attest-result state other than "trusted"/"quarantined";
+ * -EMSGSIZE when the payload would exceed PROTO_FRAME_MAX; -ENOMEM. The output is the preferred
+ * serialization (shortest heads), keys in the order of the docs/PROTOCOL.md tables with "t" first;
+ * PCR maps and lists in ascending PCR order. Free the frame with free() (or erase_and_free() for
+ * enroll/activate: they carry the token and the activation secret). */
 int proto_encode(const ProtoMessage *m, uint8_t **ret, size_t *ret_size);
 
 /* Framing helper for stream readers: given the bytes received so far, returns the payload size
  * of the first frame once its 4-byte header is complete (0 while incomplete), -EMSGSIZE when it
- * announces more than PROTO_FRAME_MAX or zero bytes. */
+ * announces more than PROTO_FRAME_MAX or zero bytes. *ret_payload (may be NULL) is set only when
+ * the return value is positive, to that same value. */
 int proto_frame_size(const uint8_t *buf, size_t n, size_t *ret_payload);
+
+/* Field-by-field equality of two messages (strings and bytes by content, only the members of the
+ * type; PCR values only for PCRs in the mask). For tests and for recognising a repeated message. */
+bool proto_message_equal(const ProtoMessage *a, const ProtoMessage *b);
