@@ -56,6 +56,12 @@ int aes_gcm_encrypt(const AeadParams *p, const void *pt, size_t pt_len, void *ct
  * tag_len bytes of the full tag (SP 800-38D truncation). pt may equal ct. */
 int aes_gcm_decrypt(const AeadParams *p, const void *ct, size_t ct_len, const void *tag, void *pt);
 
+/* ---- AES-CFB (SP 800-38A, 128-bit segments), unauthenticated: for TPM 2.0 formats only ----
+ * key_len 16, 24 or 32 (-EINVAL otherwise); iv is 16 bytes and is not modified; out may equal in.
+ * No padding: n may be any length. On failure out is wiped. */
+int aes_cfb128_encrypt(const void *key, size_t key_len, const uint8_t iv[16], const void *pt, size_t n, void *ct);
+int aes_cfb128_decrypt(const void *key, size_t key_len, const uint8_t iv[16], const void *ct, size_t n, void *pt);
+
 /* ---- EC P-256 keys ---- */
 typedef struct EcKey EcKey;
 
