@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "basic/fileio.h"
 #include "basic/log.h"
 #include "basic/macro.h"
@@ -64,6 +66,17 @@ int verb_sign_policy(DiskArgs *a)
 	return disk_write_output(a->output, text, 0644);
 }
 
+static void print_escrow_context(const char *json, size_t len)
+{
+	json_t *o = json_loadb(json, len, 0, NULL);
+	const char *ctx = o ? json_string_value(json_object_get(o, "context")) : NULL;
+	char dev[64] = "", uuid[64] = "";
+
+	if (ctx && sscanf(ctx, "recovery-key:%63[^:]:%63s", dev, uuid) == 2)
+		log_info("Recovery key of device %s, LUKS volume %s.", dev, uuid);
+	json_decref(o);
+}
+
 int verb_escrow_open(DiskArgs *a)
 {
 	_cleanup_ec_key_ EcKey *key = NULL;
@@ -86,8 +99,13 @@ int verb_escrow_open(DiskArgs *a)
 	if (r == -ENOKEY)
 		return log_error_errno(r, "Escrow file '%s' is encrypted to another key than --key '%s'.", a->argv[0],
 				       a->key);
-	if (r < 0)
-		return log_error_errno(EBADMSG, "Escrow file '%s' is malformed or was tampered with.", a->argv[0]);
+	if (r < 0) {
+		log_error("Escrow file '%s' is malformed or was tampered with.", a->argv[0]);
+		return EXIT_BAD_INPUT;
+	}
+	/* Say whose key this is (the authenticated context), so the helpdesk cannot read out the
+	 * key of the wrong device by picking the wrong file. */
+	print_escrow_context(json, len);
 	fwrite(secret, 1, n, stdout);
 	fputc('\n', stdout);
 	return fflush(stdout) == 0 ? 0 : -EIO;

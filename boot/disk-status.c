@@ -63,8 +63,9 @@ int verb_status(DiskArgs *a)
 		if (r < 0)
 			log_debug_errno(r, "Cannot read the lock counter: %m");
 	}
-	/* Locked: the counter has moved past the epoch of the stored policy, or there is none. */
-	locked = !t.has_policy || (have_counter && counter != t.policy.params.epoch);
+	/* Locked: the counter has moved past the epoch of the stored policy. Without a stored policy
+	 * the disk cannot unlock either, but that is "no policy yet", not a lock: locked is unknown. */
+	locked = t.has_policy && have_counter && counter != t.policy.params.epoch;
 	pcrs = t.has_policy ? t.policy.params.pcr_mask : (t.pcr_mask | (UINT32_C(1) << TPM2_PCR_ONE_BOOT));
 
 	if (a->json) {
@@ -74,7 +75,7 @@ int verb_status(DiskArgs *a)
 				      "epoch", have_counter ? json_integer((json_int_t)counter) : json_null(),
 				      "policy_epoch",
 				      t.has_policy ? json_integer((json_int_t)t.policy.params.epoch) : json_null(),
-				      "locked", have_counter || !t.has_policy ? json_boolean(locked) : json_null(),
+				      "locked", have_counter && t.has_policy ? json_boolean(locked) : json_null(),
 				      "pin", (int)t.pin, "pcrs", pcr_array(pcrs), "token", json_integer(token_id));
 		if (o) {
 			char nv[16];
@@ -109,9 +110,10 @@ int verb_status(DiskArgs *a)
 		printf("Policy:           epoch %llu\n", (unsigned long long)t.policy.params.epoch);
 	else
 		printf("Policy:           none stored\n");
-	printf("State:            %s\n", !have_counter && t.has_policy ? "unknown (TPM not reachable)"
-				       : locked		     ? "LOCKED"
-							     : "unlockable");
+	printf("State:            %s\n", !t.has_policy ? "no policy stored (unlock --policy FILE)"
+				       : !have_counter ? "unknown (TPM not reachable)"
+				       : locked	       ? "LOCKED"
+						       : "unlockable");
 	return 0;
 }
 

@@ -92,8 +92,8 @@ static int check_boot_state(Tpm2Context *c, const SignedPolicy *p, char *reason,
 	}
 
 	r = tpm2_counter_read(c, p->params.nv_index, &counter);
-	if (r == -ENOENT)
-		return fail(r, reason, reason_size,
+	if (r == -ENOENT) /* a cleared TPM: not the TPM the disk was sealed with any more */
+		return fail(-EREMCHG, reason, reason_size,
 			    "the lock counter (NV index 0x%08x) is missing from this TPM: was the TPM cleared? "
 			    "Use the recovery key",
 			    p->params.nv_index);

@@ -43,7 +43,7 @@ ct=$(jq -r .ct "$ESC")
 [[ ${ct:10:1} == A ]] && c=B || c=A
 jq -c --arg ct "${ct:0:10}$c${ct:11}" '.ct = $ct' "$ESC" >"$T/escrow-tampered"
 EXPECT_NAME="escrow-open of a tampered escrow file (exit 5)" \
-	expect_fail 5 "Escrow file '$T/escrow-tampered' is malformed or was tampered with" \
+	expect_fail 8 "Escrow file '$T/escrow-tampered' is malformed or was tampered with" \
 	tpcdisk escrow-open --key "$DISK_KEYS/escrow.key" "$T/escrow-tampered"
 
 # ---- the device is locked; recovery attempts that must change nothing ------------------------------------

@@ -476,7 +476,7 @@ static void test_headers(void **state)
 
 static void test_structure(void **state)
 {
-	uint8_t prot[128], sig[64] = {};
+	uint8_t prot[128], sig[72] = {};
 	size_t pn = protected_header(prot, -7, kid_a);
 	CborBuild *c;
 
