@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What the device reports about itself (docs/PROTOCOL.md "posture"). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent.h"
+#include "basic/fileio.h"
+#include "basic/log.h"
+#include "basic/macro.h"
+#include "privsep-proto.h"
+#include "proto/proto.h"
+
+static char *os_release_value(char *text, const char *key)
+{
+	size_t kl = strlen(key);
+	char *save = NULL;
+
+	for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char *v, *e;
+		if (strncmp(l, key, kl) != 0 || l[kl] != '=')
+			continue;
+		v = l + kl + 1;
+		e = v + strlen(v);
+		if (e - v >= 2 && (*v == '"' || *v == '\'') && e[-1] == *v) {
+			v++;
+			e[-1] = 0;
+		}
+		return *v && strlen(v) < PROTO_TEXT_MAX ? strdup(v) : NULL;
+	}
+	return NULL;
+}
+
+int agent_read_image_version(char **ret)
+{
+	static const char *const paths[] = {"/etc/os-release", "/usr/lib/os-release"};
+	static const char *const keys[] = {"IMAGE_VERSION", "VERSION_ID"};
+
+	for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+		_cleanup_free_ char *text = NULL;
+		if (read_full_file(paths[i], 64 * 1024, false, &text, NULL) < 0)
+			continue;
+		for (size_t k = 0; k < ELEMENTSOF(keys); k++) {
+			/* strtok_r writes into the buffer: give each key its own copy. */
+			_cleanup_free_ char *copy = strdup(text);
+			char *v;
+			if (!copy)
+				return -ENOMEM;
+			v = os_release_value(copy, keys[k]);
+			if (v) {
+				*ret = v;
+				return 0;
+			}
+		}
+		return -ENOENT;
+	}
+	return -ENOENT;
+}
+
+uint64_t agent_uptime_sec(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_BOOTTIME, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec;
+}
+
+int agent_posture(Agent *a, ProtoPosture *p)
+{
+	PrivsepStatusReply s;
+	int r;
+
+	*p = (ProtoPosture){
+		.image_version = a->image_version,
+		.agent_version = AGENT_VERSION,
+		.disk_encrypted = a->disk_encrypted,
+		.uptime = agent_uptime_sec(),
+	};
+	r = privsep_status(a->privsep_fd, &s);
+	if (r < 0)
+		return r;
+	if (s.have_epoch) {
+		p->epoch = s.epoch;
+		p->has_epoch = true;
+	}
+	p->locked = s.locked;
+	p->disk_encrypted = s.disk_encrypted;
+	agent_set_status(a, s.have_epoch ? s.epoch : a->epoch, s.locked);
+	return 0;
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The network/D-Bus process of `trustpcd run`: one sd-event loop with the outbound mTLS connection
+ * to the server's device port (agent-conn.c), the D-Bus service org.trustpc.Agent1 (agent-bus.c)
+ * and the privsep socket to the executor (blocking round trips: each is one TPM command or one
+ * file read). Unprivileged: everything it parses is untrusted. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "agent-backoff.h"
+#include "tls/tls.h"
+#include "tpm2/tpm2.h"
+
+typedef enum ConnState {
+	CONN_IDLE,        /* not connected; the timer is the reconnect backoff (or nothing) */
+	CONN_CONNECTING,  /* TCP connect in progress */
+	CONN_HANDSHAKE,   /* TLS handshake */
+	CONN_CHALLENGE,   /* waiting for the server's challenge */
+	CONN_ATTESTING,   /* attest sent, waiting for attest-result */
+	CONN_READY,       /* attest-result received; the timer is the heartbeat */
+} ConnState;
+
+#define AGENT_VERSION "trustpcd " PROJECT_VERSION
+#define AGENT_CONNECT_TIMEOUT_USEC (UINT64_C(30) * 1000000) /* TCP + TLS + attestation */
+#define AGENT_HEARTBEAT_DEFAULT_SEC 300
+#define AGENT_HEARTBEAT_MIN_SEC 5
+#define AGENT_HEARTBEAT_MAX_SEC 86400
+#define AGENT_ACKS_MAX 8
+
+typedef enum AckKind { ACK_HEARTBEAT = 1, ACK_ESCROW } AckKind;
+
+typedef struct Agent {
+	sd_event *event;
+	sd_bus *bus;
+	const char *bus_address;      /* NULL: the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured) */
+	int privsep_fd;
+
+	/* from the state loaded by the parent */
+	bool enrolled;
+	char device_id[DEVICE_ID_STRING_SIZE];
+	char *host, *port;            /* the device port; host is also the expected server name */
+	TlsConfig *tls;               /* NULL when not enrolled */
+	char *image_version;
+
+	/* connection */
+	ConnState state;
+	int fd;
+	TlsConn *conn;
+	sd_event_source *io;
+	sd_event_source *timer;
+	uint8_t *rbuf;
+	size_t rlen;
+	uint8_t *wbuf;                /* one or more frames waiting for the socket */
+	size_t wlen;
+	Backoff backoff;
+	uint32_t heartbeat_sec;
+	AckKind acks[AGENT_ACKS_MAX]; /* what each outstanding ack answers, oldest first */
+	unsigned nacks;
+	bool escrow_sent;             /* this connection uploaded (or found no) escrow */
+
+	/* what D-Bus shows */
+	bool connected;
+	bool attested;
+	uint64_t epoch;
+	bool locked;
+	uint64_t last_checkin;        /* µs since the epoch, 0 = never */
+	bool disk_encrypted;
+} Agent;
+
+/* agent-conn.c */
+int agent_conn_start(Agent *a);            /* connect now (cancels a pending backoff) */
+void agent_conn_close(Agent *a, bool retry); /* drop the connection; retry: schedule backoff */
+int agent_check_in_now(Agent *a);          /* heartbeat when attested, else reconnect now */
+void agent_conn_done(Agent *a);
+
+/* agent-posture.c */
+int agent_read_image_version(char **ret);  /* /etc/os-release IMAGE_VERSION, else VERSION_ID */
+uint64_t agent_uptime_sec(void);
+/* Asks the executor for epoch/locked (updates a->epoch, a->locked) and fills p (strings point into
+ * a). */
+struct ProtoPosture;
+int agent_posture(Agent *a, struct ProtoPosture *p);
+
+/* agent-bus.c */
+int agent_bus_start(Agent *a);
+/* Setters that emit the change only when the value changed. */
+void agent_set_connected(Agent *a, bool b);
+void agent_set_attested(Agent *a, bool b);
+void agent_set_status(Agent *a, uint64_t epoch, bool locked);
+void agent_set_last_checkin(Agent *a, uint64_t usec);
