@@ -76,7 +76,7 @@ int store_device_put_locked(Store *s, const DeviceRecord *d, bool *ret_existed)
 
 	if (!d || !store_device_id_valid(d->device_id) || !d->hostname || !device_state_name(d->state))
 		return -EINVAL;
-	if (d->image && !store_name_valid(d->image, "._@-"))
+	if (d->image && !store_name_valid(d->image))
 		return -ENOENT;
 
 	r = store_prepare(s, sql_exists, &ste);
@@ -305,7 +305,7 @@ int store_image_put_locked(Store *s, const ImageRecord *i, bool *ret_existed)
 	int r, rc;
 
 	/* An image without expected values would make every quote match. */
-	if (!i || !store_name_valid(i->name, "._@-") || i->pcr_mask == 0 || i->pcr_mask >= (1U << 24))
+	if (!i || !store_name_valid(i->name) || i->pcr_mask == 0 || i->pcr_mask >= (1U << 24))
 		return -EINVAL;
 
 	r = store_prepare(s, sql_exists, &ste);
@@ -450,7 +450,7 @@ int store_image_get(Store *s, const char *name, ImageRecord *ret)
 	size_t n = 0;
 	int r;
 
-	if (!store_name_valid(name, "._@-"))
+	if (!store_name_valid(name))
 		return -ENOENT;
 	r = store_prepare(s, sql, &st);
 	if (r < 0)

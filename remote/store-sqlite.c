@@ -253,7 +253,7 @@ bool store_device_id_valid(const char *id)
 	return true;
 }
 
-bool store_name_valid(const char *name, const char *extra_chars)
+bool store_name_valid(const char *name)
 {
 	size_t n;
 
@@ -265,7 +265,7 @@ bool store_name_valid(const char *name, const char *extra_chars)
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      strchr(extra_chars, c)))
+		      (c && strchr("._@-", c))))
 			return false;
 	}
 	return true;
@@ -502,7 +502,7 @@ int store_token_create(Store *s, const char *image, uint64_t ttl, const char *ac
 
 	if (ttl < 1 || ttl > TOKEN_TTL_MAX || !actor || !*actor)
 		return -EINVAL;
-	if (image && !store_name_valid(image, "._@-"))
+	if (image && !store_name_valid(image))
 		return -EINVAL;
 	expires = now + (time_t)ttl;
 
@@ -736,7 +736,7 @@ int store_operator_add(Store *s, const char *name, OperatorRole role, char **ret
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r;
 
-	if (!store_name_valid(name, "._@-") || !operator_role_name(role))
+	if (!store_name_valid(name) || !operator_role_name(role))
 		return -EINVAL;
 
 	r = token_generate(OPERATOR_TOKEN_PREFIX, &token, &hash);

@@ -76,6 +76,3 @@ int store_image_put_locked(Store *s, const ImageRecord *i, bool *ret_existed);
 int store_device_put_locked(Store *s, const DeviceRecord *d, bool *ret_existed);
 /* Token checks inside a transaction (store-sqlite.c). */
 int store_token_check_locked(Store *s, const char *token, char **ret_image, char **ret_hash);
-
-bool store_device_id_valid(const char *id);
-bool store_name_valid(const char *name, const char *extra_chars);

@@ -20,6 +20,10 @@ static inline void store_closep(Store **s)
 {
 	store_close(*s);
 }
+/* 32 lower-case hex digits (docs/PROTOCOL.md: hex(SHA-256(EK SPKI DER)[0:16])). */
+bool store_device_id_valid(const char *id);
+/* Image and operator names: 1..64 of [A-Za-z0-9._@-]. */
+bool store_name_valid(const char *name);
 /* Tests only: the clock the store uses for created/expiry/audit times (0 = time(NULL)). */
 void store_set_now(Store *s, time_t now);
 
