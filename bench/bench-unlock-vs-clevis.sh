@@ -20,11 +20,15 @@
 # tests/lib/tpm-commands.py), the processes each starts (strace, when installed) and what a few
 # of clevis' steps cost alone. Fails only when an unlock fails; the speed target is reported, not
 # enforced (a benchmark, not a test).
+# shellcheck disable=SC2317 # helpers called through expect_ok/expect_fail look unreachable to it
 set -euo pipefail
 SRC="${TRUSTPC_SOURCE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 LIB=$SRC/tests/lib
+# shellcheck source=tests/lib/assert.sh
 source "$LIB/assert.sh"
+# shellcheck source=tests/lib/swtpm.sh
 source "$LIB/swtpm.sh"
+# shellcheck source=tests/lib/luks.sh
 source "$LIB/luks.sh"
 require_cmd clevis clevis-luks-bind clevis-luks-pass clevis-decrypt-tpm2 jose luksmeta \
 	tpm2_createprimary python3 openssl
@@ -63,6 +67,7 @@ luks_image_make "$T/clevis.img" bench-passphrase
 
 expect_ok "$DISK" enroll "$T/trustpc.img" --policy-key "$T/policy.pub" --no-recovery-key \
 	--unlock-key-file "$T/pass"
+device_id='' epoch='' pcr7='' pcr11='' # set by the eval of tpm-status below
 eval "$("$DISK" tpm-status | grep -E '^(device_id|epoch|pcr7|pcr11)=')"
 "$DISK" sign-policy --key "$T/policy.key" --device-id "$device_id" --epoch "$epoch" \
 	--pcr 7="$pcr7" --pcr 11="$pcr11" -o "$T/policy.json"

@@ -12,8 +12,11 @@
 #       found in both directions, and luks-try-keys finds it as a keyslot passphrase.
 set -euo pipefail
 LIB="${TRUSTPC_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib"
+# shellcheck source=tests/lib/assert.sh
 source "$LIB/assert.sh"
+# shellcheck source=tests/lib/swtpm.sh
 source "$LIB/swtpm.sh"
+# shellcheck source=tests/lib/luks.sh
 source "$LIB/luks.sh"
 require_cmd python3 openssl od tpm2_getrandom tpm2_createprimary tpm2_create tpm2_load tpm2_unseal
 T=$TRUSTPC_TEST_TMP
@@ -41,9 +44,10 @@ BUS=$PROXY_CAPTURE
 TRUSTPC_NEW_PIN=$PIN EXPECT_NAME="enroll --pin through the recording proxy" \
 	expect_ok "$DISK" enroll "$T/disk.img" --pin --policy-key "$T/policy.pub" --no-recovery-key \
 	--unlock-key-file "$T/pass"
+device_id='' epoch='' pcr7='' pcr11='' # set by the eval of tpm-status below
 eval "$("$DISK" tpm-status | grep -E '^(device_id|epoch|pcr7|pcr11)=')"
 "$DISK" sign-policy --key "$T/policy.key" --device-id "$device_id" --epoch "$epoch" \
-	--pcr 7="$pcr7" --pcr 11="$pcr11" --pin -o "$T/p.json"
+	--pcr 7="$pcr7" --pcr 11="$pcr11" -o "$T/p.json"
 bus_before_unlock=$(stat -c %s "$BUS.tx")
 TRUSTPC_PIN=$PIN EXPECT_NAME="unlock --test with the PIN through the recording proxy" \
 	expect_ok "$DISK" unlock "$T/disk.img" --test --policy "$T/p.json"
@@ -53,7 +57,7 @@ tpm_proxy_stop dev1
 
 # ---- the capture is the real thing ----------------------------------------------------------------
 size=$(stat -c %s "$BUS")
-((size >= 4096)) && ok "the capture is non-trivial ($size bytes)" || not_ok "the capture is non-trivial" "only $size bytes"
+if ((size >= 4096)); then ok "the capture is non-trivial ($size bytes)"; else not_ok "the capture is non-trivial" "only $size bytes"; fi
 EXPECT_NAME="the client-to-TPM stream parses as a sequence of TPM commands" expect_ok "${CMDS[@]}" --summary "$BUS.tx"
 sed 's/^/# /' "$EXPECT_STDOUT"
 EXPECT_NAME="the capture holds a TPM2_Unseal command header (code 0x0000015e)" \

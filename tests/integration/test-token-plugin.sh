@@ -8,10 +8,14 @@
 # in a private mount namespace where a temp dir holding a copy of the built plugin is bind-mounted
 # over that directory (skip when unshare/mount are not permitted). The same commands without the
 # plugin are the negative controls: they prove it is our plugin that does the work.
+# shellcheck disable=SC2317 # helpers called through expect_ok/expect_fail look unreachable to it
 set -euo pipefail
 LIB="${TRUSTPC_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib"
+# shellcheck source=tests/lib/assert.sh
 source "$LIB/assert.sh"
+# shellcheck source=tests/lib/swtpm.sh
 source "$LIB/swtpm.sh"
+# shellcheck source=tests/lib/luks.sh
 source "$LIB/luks.sh"
 require_cmd unshare mount python3 openssl tpm2_dictionarylockout
 T=$TRUSTPC_TEST_TMP
@@ -25,14 +29,16 @@ PLUGIN_BUILT=$TRUSTPC_BUILD_ROOT/boot/$PLUGIN_NAME
 mkdir -p "$T/plugins"
 cp "$PLUGIN_BUILT" "$T/plugins/$PLUGIN_NAME"
 [[ -d $PLUGIN_DIR_SYSTEM ]] || skip "$PLUGIN_DIR_SYSTEM does not exist (not a Debian x86-64 cryptsetup)"
+# shellcheck disable=SC2016 # expanded by the inner bash
 unshare -m --propagation private bash -c 'mount --bind "$0" "$1" && test -f "$1/$2"' \
 	"$T/plugins" "$PLUGIN_DIR_SYSTEM" "$PLUGIN_NAME" 2>/dev/null ||
 	skip "cannot bind-mount a plugin dir in a private mount namespace (needs CAP_SYS_ADMIN)"
 
 # cs ARGS…: the stock cryptsetup with our plugin visible (private mount namespace, nothing installed).
+# shellcheck disable=SC2016 # expanded by the inner bash: $0 = plugin dir, $1 = system dir
+IN_NS='mount --bind "$0" "$1" && shift && exec cryptsetup "$@"'
 cs() {
-	unshare -m --propagation private bash -c 'mount --bind "$0" "$1" && shift && exec cryptsetup "$@"' \
-		"$T/plugins" "$PLUGIN_DIR_SYSTEM" "$@"
+	unshare -m --propagation private bash -c "$IN_NS" "$T/plugins" "$PLUGIN_DIR_SYSTEM" "$@"
 }
 # cs_stdin INPUT ARGS…: the same with INPUT on standard input (not a terminal).
 cs_stdin() {
@@ -44,12 +50,12 @@ cs_stdin() {
 cs_tty() {
 	local answers=()
 	while [[ $1 != -- ]]; do
-		answers+=(--answer "Enter token PIN: ?=$1")
+		answers+=(--secret "Enter token PIN: ?=$1")
 		shift
 	done
 	shift
-	python3 "$LIB/pty-answer.py" --timeout 60 "${answers[@]}" -- unshare -m --propagation private bash -c \
-		'mount --bind "$0" "$1" && shift && exec cryptsetup "$@"' "$T/plugins" "$PLUGIN_DIR_SYSTEM" "$@"
+	python3 "$LIB/pty-answer.py" --timeout 60 "${answers[@]}" -- \
+		unshare -m --propagation private bash -c "$IN_NS" "$T/plugins" "$PLUGIN_DIR_SYSTEM" "$@"
 }
 OPEN=(open --test-passphrase --token-only --token-type trustpc-tpm2)
 
@@ -61,13 +67,13 @@ printf 'enroll-pass' >"$T/pass"
 luks_image_make "$T/a.img" enroll-pass
 luks_image_make "$T/b.img" enroll-pass
 expect_ok "$DISK" enroll "$T/a.img" --policy-key "$T/policy.pub" --no-recovery-key --unlock-key-file "$T/pass"
+device_id='' epoch='' pcr7='' pcr11='' # set by the eval of tpm-status below
 eval "$("$DISK" tpm-status | grep -E '^(device_id|epoch|pcr7|pcr11)=')"
 assert_match '^[0-9a-f]{32}$' "$device_id" "tpm-status gives the device id"
 "$DISK" sign-policy --key "$T/policy.key" --device-id "$device_id" --epoch "$epoch" \
 	--pcr 7="$pcr7" --pcr 11="$pcr11" -o "$T/p.json"
-"$DISK" sign-policy --key "$T/policy.key" --device-id "$device_id" --epoch "$epoch" \
-	--pcr 7="$pcr7" --pcr 11="$pcr11" --pin -o "$T/p-pin.json"
-TRUSTPC_NEW_PIN=4711 expect_ok "$DISK" enroll "$T/b.img" --pin --policy "$T/p-pin.json" \
+# A PIN is bound at enrollment (the sealed object's own policy): one signed policy serves both disks.
+TRUSTPC_NEW_PIN=4711 expect_ok "$DISK" enroll "$T/b.img" --pin --policy "$T/p.json" \
 	--policy-key "$T/policy.pub" --no-recovery-key --unlock-key-file "$T/pass"
 # The plugin uses the policy stored in the token: unlock once with --policy to store it.
 expect_ok "$DISK" unlock "$T/a.img" --test --policy "$T/p.json"

@@ -2,12 +2,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """Run a command on a pseudo-terminal and answer its prompts, like a person at a keyboard.
 
-    pty-answer.py [--timeout SECS] [--answer REGEX=TEXT]... -- CMD [ARGS...]
+    pty-answer.py [--timeout SECS] [--answer REGEX=TEXT | --secret REGEX=TEXT]... -- CMD [ARGS...]
 
 The command gets a new pty as its controlling terminal, stdin, stdout and stderr (so programs
 that read secrets only from a terminal, e.g. cryptsetup's "Enter token PIN:", can be tested).
 Each --answer, in order: wait until the output since the previous answer matches REGEX, then type
-TEXT and Enter. Everything the command printed is copied to our stdout. Exit status: the
+TEXT and Enter. --secret is for password prompts: after REGEX it also waits until the program has
+turned the terminal's echo off, because programs set that with TCSAFLUSH, which throws away
+whatever was typed before (a fast typist's answer would be lost). Everything the command printed is copied to our stdout. Exit status: the
 command's; 124 when a prompt did not come (before the command ended or within --timeout seconds)
 or the command did not end in time (it is then killed); 125 on a usage error.
 """
@@ -17,8 +19,17 @@ import pty
 import re
 import select
 import signal
+import termios
 import sys
 import time
+
+
+def echo_on(fd):
+    """The terminal's ECHO flag (on Linux the master side reads the slave's settings)."""
+    try:
+        return bool(termios.tcgetattr(fd)[3] & termios.ECHO)
+    except termios.error:
+        return False
 
 
 def main():
@@ -29,9 +40,9 @@ def main():
         opt = argv.pop(0)
         if opt == "--timeout" and argv:
             timeout = float(argv.pop(0))
-        elif opt == "--answer" and argv and "=" in argv[0]:
+        elif opt in ("--answer", "--secret") and argv and "=" in argv[0]:
             rx, text = argv.pop(0).split("=", 1)
-            answers.append((re.compile(rx.encode()), text.encode()))
+            answers.append((re.compile(rx.encode()), text.encode(), opt == "--secret"))
         else:
             print(__doc__, file=sys.stderr)
             return 125
@@ -55,11 +66,13 @@ def main():
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        if answers and answers[0][0].search(pending):
+        if answers and answers[0][0].search(pending) and not (answers[0][2] and echo_on(fd)):
             os.write(fd, answers.pop(0)[1] + b"\n")
             pending = b""
             continue
-        r, _, _ = select.select([fd], [], [], min(left, 0.5))
+        # While waiting for the echo to go off, look again soon even if nothing is printed.
+        wait = 0.01 if answers and answers[0][0].search(pending) else 0.5
+        r, _, _ = select.select([fd], [], [], min(left, wait))
         if not r:
             continue
         try:
