@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <mbedtls/error.h>
@@ -250,6 +252,10 @@ int tls_conn_new(TlsConfig *c, int fd, const char *server_name, TlsConn **ret)
 				(void)tls_error(NULL, r, "Offering the saved session");
 		}
 	}
+	/* A handshake flight is several small records written one by one: with Nagle's algorithm and
+	 * the peer's delayed ACK each flight stalls ~40 ms (bench-tls: 11 instead of ~100 handshakes/s
+	 * on loopback). Best effort: not a TCP socket (socketpair, unix socket) is fine. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
 	*ret = t;
 	return 0;

@@ -37,24 +37,40 @@ typedef struct TlsConfigParams {
 int tls_config_new(const TlsConfigParams *p, TlsConfig **ret);
 TlsConfig *tls_config_free(TlsConfig *c);
 
-/* fd: a connected, non-blocking or blocking socket (not owned). server_name: client only, the
- * name the server certificate must carry (SAN dNSName or CN). */
+/* fd: a connected, non-blocking or blocking socket (not owned; TCP_NODELAY is set on it, see
+ * tls-conn.c). server_name: client only and required (-EINVAL when NULL or empty, and when given
+ * to a server), the name the server certificate must carry (SAN dNSName, else CN). A session saved
+ * with tls_conn_save_session is offered only when server_name equals the name it was saved for.
+ * The config must outlive its connections; a config and its connections belong to one thread. */
 int tls_conn_new(TlsConfig *c, int fd, const char *server_name, TlsConn **ret);
 TlsConn *tls_conn_free(TlsConn *t); /* does not close fd; sends close_notify if established */
 
-/* Drives the handshake: 0 done, -EAGAIN want more I/O, -EPROTO/-EACCES (peer certificate
- * rejected: the verify result is logged at debug and available via tls_verify_error()),
- * -ECONNRESET peer closed. */
+/* Drives the handshake: 0 done, -EAGAIN want more I/O, -EACCES we rejected the peer's
+ * certificate (or its absence), -EPROTO any other protocol failure (the peer refused us with an
+ * alert, TLS < 1.2 offered, no common suite, malformed messages), -ECONNRESET peer closed,
+ * -ENOMEM. The reason is logged at debug and available via tls_verify_error(). A failed handshake
+ * keeps returning its error: free the connection. */
 int tls_handshake(TlsConn *t);
-const char *tls_verify_error(const TlsConn *t); /* human-readable reason of the last rejection */
+/* Human-readable reason of the handshake failure (mbedtls_x509_crt_verify_info for certificate
+ * rejections, the alert for a peer's refusal), NULL when there was none. */
+const char *tls_verify_error(const TlsConn *t);
 
-ssize_t tls_read(TlsConn *t, void *buf, size_t n);        /* 0 = peer closed cleanly */
-ssize_t tls_write(TlsConn *t, const void *buf, size_t n); /* may write less; -EAGAIN */
+/* Both drive the handshake first if it is not done. */
+/* 0 = the peer sent close_notify; EOF without it is -ECONNRESET (truncation); n == 0 is -EINVAL. */
+ssize_t tls_read(TlsConn *t, void *buf, size_t n);
+/* May write less (at most one 16 KiB record). After -EAGAIN call it again with the SAME data:
+ * mbedTLS has already encrypted the record and sends the rest of it first. */
+ssize_t tls_write(TlsConn *t, const void *buf, size_t n);
+/* Decrypted bytes of the current record still inside mbedTLS (mbedtls_ssl_get_bytes_avail). In
+ * stream mode mbedTLS reads one record at a time from the socket, so when this is 0 every further
+ * byte is still in the socket and epoll sees it. */
 size_t tls_pending(const TlsConn *t);
 
-/* After the handshake. */
-bool tls_resumed(const TlsConn *t);
-/* The peer certificate's SubjectPublicKeyInfo DER and its subject CN (malloc'ed). */
+/* After the handshake (-ENOTCONN before it). */
+bool tls_resumed(const TlsConn *t); /* ticket resumption: no certificate was exchanged */
+/* The peer certificate's SubjectPublicKeyInfo DER and its subject CN (malloc'ed); also after a
+ * resumption (the ticket carries the certificate). -ENOENT when the peer sent none (a server
+ * without require_client_cert); the CN: -ENOENT none, -EBADMSG two CNs or a NUL inside. */
 int tls_peer_public_key(const TlsConn *t, uint8_t **ret, size_t *ret_size);
 int tls_peer_common_name(const TlsConn *t, char **ret);
 /* RFC 5705 keying material exporter: label "EXPORTER-trustpc-attestation", no context, 32
@@ -63,4 +79,7 @@ int tls_peer_common_name(const TlsConn *t, char **ret);
 int tls_exporter(const TlsConn *t, uint8_t out[TLS_EXPORTER_SIZE]);
 
 /* Client-side session cache for resumption across connections (one per device). */
-int tls_conn_save_session(TlsConn *t);    /* after the handshake: keep the ticket in the config */
+/* After the handshake: keep the session (ticket) in the config for the next tls_conn_new with the
+ * same server name; replaces an earlier one. -EINVAL on a server connection. Note: a resumed
+ * session is not re-verified; the server's ticket lifetime (12 h) bounds how long that lasts. */
+int tls_conn_save_session(TlsConn *t);
