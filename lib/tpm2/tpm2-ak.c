@@ -297,6 +297,7 @@ int tpm2_ak_deserialize(const uint8_t *buf, size_t n, Tpm2Ak *ret)
 
 	if (!buf || !ret)
 		return -EINVAL;
+	tpm2_tss_log_setup();
 	if (n < 5 || memcmp(buf, AK_STATE_MAGIC, 4) != 0 || buf[4] != AK_STATE_VERSION)
 		return -EINVAL;
 	for (size_t i = 0; i < 3; i++) {

@@ -23,3 +23,8 @@ int tpm2_pcr_select_mask(const TPMS_PCR_SELECTION *s, uint32_t *ret);
 /* SHA-256 over the values of the PCRs in mask, in ascending PCR order (the quote's pcrDigest). */
 int tpm2_pcr_values_digest(uint32_t mask, const uint8_t values[TPM2_PCRS_MAX][TPM2_SHA256_SIZE],
 			   uint8_t ret[TPM2_SHA256_SIZE]);
+
+/* The server side parses network bytes with the tss2 MU library without ever opening a TPM
+ * context; tpm2-tss would log every malformed structure as an ERROR on stderr. Sets TSS2_LOG the
+ * way tpm2_context_new does (unless the user set it). */
+void tpm2_tss_log_setup(void);

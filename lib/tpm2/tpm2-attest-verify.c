@@ -3,6 +3,7 @@
  * comes from the network. The checks follow the lessons of tpm2-tss CVE-2024-29040 and
  * tpm2-tools CVE-2024-29038/29039: a valid signature is not enough, the signed structure must be
  * the one we asked for (magic, type, nonce, PCR selection and digest). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "basic/log.h"
@@ -16,6 +17,17 @@ static int fail(const char **ret_reason, const char *reason, int r)
 	if (ret_reason)
 		*ret_reason = reason;
 	return r;
+}
+
+void tpm2_tss_log_setup(void)
+{
+	static bool done = false;
+
+	/* setenv is not thread-safe: done once, on the first call. */
+	if (done)
+		return;
+	setenv("TSS2_LOG", log_get_max_level() >= LOG_DEBUG ? "all+WARNING" : "all+NONE", 0);
+	done = true;
 }
 
 int tpm2_pcr_select_mask(const TPMS_PCR_SELECTION *s, uint32_t *ret)
@@ -59,6 +71,7 @@ int tpm2_ak_public_check(const uint8_t *ak_public, size_t n, uint8_t ret_name[TP
 	size_t off = 0;
 	int r;
 
+	tpm2_tss_log_setup();
 	if (!ak_public || n < 2 || n > sizeof(canonical))
 		return fail(ret_reason, "AK public area: bad size", -EBADMSG);
 	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(ak_public, n, &off, &pub) != TSS2_RC_SUCCESS || off != n)
@@ -129,6 +142,7 @@ int tpm2_quote_verify(const uint8_t ak_point[65], const uint8_t *attest, size_t 
 	size_t off = 0;
 	int r;
 
+	tpm2_tss_log_setup();
 	if (!ak_point || !signature || !pcr_values || (!qualifying && qualifying_size > 0))
 		return fail(ret_reason, "bad argument", -EINVAL);
 	if (expected_mask == 0 || expected_mask >= (UINT32_C(1) << TPM2_PCRS_MAX))
