@@ -28,12 +28,16 @@ typedef struct Tpm2Ak {
 } Tpm2Ak;
 void tpm2_ak_done(Tpm2Ak *ak);
 int tpm2_ak_create(Tpm2Context *c, Tpm2Ak *ret);
-/* Serialise/parse the AK for the agent's state file (opaque bytes). */
+/* Serialise/parse the AK for the agent's state file (opaque bytes). Parsing is strict: -EINVAL for
+ * any malformed, truncated or extended input, or an AK that tpm2_ak_public_check refuses. */
 int tpm2_ak_serialize(const Tpm2Ak *ak, uint8_t **ret, size_t *ret_size);
 int tpm2_ak_deserialize(const uint8_t *buf, size_t n, Tpm2Ak *ret);
 
 /* TPM2_ActivateCredential with the (ECC P-256, template L-2) EK and the AK: returns the
- * credential the server encrypted to that EK for that AK name. *ret is secure memory. */
+ * credential the server encrypted to that EK for that AK name. *ret is secure memory.
+ * -EBADMSG: the TPM refused the credential (made for another AK name or EK, or damaged);
+ * -EINVAL: id_object/encrypted_secret are not exactly one TPM2B each; -EREMCHG: another SRK
+ * than the AK blob was created under. The response is encrypted (session salted with the SRK). */
 int tpm2_activate_credential(Tpm2Context *c, const Tpm2Ak *ak, const uint8_t *id_object, size_t id_object_size,
 			     const uint8_t *encrypted_secret, size_t encrypted_secret_size, uint8_t **ret,
 			     size_t *ret_size);
@@ -73,7 +77,9 @@ int tpm2_make_credential(const uint8_t ek_point[65], const uint8_t ak_name[TPM2_
  * one SHA-256 PCR selection equal to expected_mask, pcrDigest == SHA-256 of the given PCR
  * values in ascending order, and the ECDSA signature by the AK over SHA-256(attest).
  * Errors: -EBADMSG malformed/bad signature, -ESTALE qualifying data differs (stale nonce or
- * another TLS session), -EPERM PCR values do not match the quoted digest. *ret_reason set. */
+ * another TLS session), -EPERM PCR values do not match the quoted digest. *ret_reason set.
+ * The signature is checked right after parsing: -ESTALE and -EPERM are only reported for
+ * structures the AK really signed. A PCR selection other than expected_mask is -EBADMSG. */
 int tpm2_quote_verify(const uint8_t ak_point[65], const uint8_t *attest, size_t attest_size,
 		      const uint8_t signature[64], const uint8_t *qualifying, size_t qualifying_size,
 		      uint32_t expected_mask, const uint8_t pcr_values[TPM2_PCRS_MAX][TPM2_SHA256_SIZE],
