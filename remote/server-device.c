@@ -245,8 +245,8 @@ static int attest_verify(ServerConn *c, const ProtoMessage *m, char reason[REASO
 
 	if (!d->image) {
 		snprintf(reason, REASON_MAX,
-			 "device has no image: enroll it with a token that names one, or set "
-			 "default_image");
+			 "no expected values registered: the device has no image (enroll it "
+			 "with a token that names one, or set default_image)");
 		return 1;
 	}
 	r = store_image_get(s->store, d->image, &img);
