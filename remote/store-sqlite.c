@@ -368,8 +368,7 @@ static int store_pragma_text(Store *s, const char *sql, const char *expect)
 int store_open(const char *path, Store **ret)
 {
 	_cleanup_(store_closep) Store *s = NULL;
-	_cleanup_close_ int fd = -EBADF;
-	int rc, r;
+	int fd, rc, r;
 
 	assert(path);
 	assert(ret);
@@ -379,6 +378,11 @@ int store_open(const char *path, Store **ret)
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return log_debug_errno(-errno, "Failed to open %s: %m", path);
+	/* Closed before SQLite opens the file, never after: POSIX record locks belong to the process,
+	 * and closing any descriptor of the file drops all of them, SQLite's included. Another process
+	 * (sqlite3, `trustpc-server operator add`) would then think it is the last user, checkpoint and
+	 * delete the WAL under us, and our later commits would go to an unlinked file. */
+	(void)close(fd);
 
 	s = calloc(1, sizeof(*s));
 	if (!s)

@@ -275,6 +275,45 @@ static void test_token_race(void **state)
 	assert_int_equal(stale, (int)ELEMENTSOF(pids) - 1);
 }
 
+/* Another process reading the database (sqlite3, an admin's script) while the store is open: it
+ * must never conclude it is the last user and checkpoint + delete the WAL under us (that happens
+ * when the store drops its own POSIX locks, e.g. by closing a second descriptor of the file);
+ * every commit of the store must be visible to it. */
+static void test_other_process(void **state)
+{
+	_cleanup_(store_closep) Store *s = open_store();
+	char p[320];
+
+	for (int i = 1; i <= 3; i++) {
+		_cleanup_erase_ char *token = NULL;
+		pid_t pid;
+		int status;
+
+		assert_int_equal(store_token_create(s, NULL, 60, "alice", &token, NULL), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			sqlite3 *db;
+			sqlite3_stmt *st;
+			int n = -1;
+			if (sqlite3_open(db_path, &db) == SQLITE_OK &&
+			    sqlite3_prepare_v2(db, "SELECT count(*) FROM enroll_tokens", -1, &st, NULL) ==
+				SQLITE_OK &&
+			    sqlite3_step(st) == SQLITE_ROW)
+				n = sqlite3_column_int(st, 0);
+			sqlite3_finalize(st);
+			sqlite3_close(db);
+			_exit(n);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), i);
+		/* The WAL is still there: the other process did not think it was alone. */
+		snprintf(p, sizeof(p), "%s-wal", db_path);
+		assert_int_equal(access(p, F_OK), 0);
+	}
+}
+
 static void fill_device(DeviceRecord *d, const char *id, const char *hostname)
 {
 	static uint8_t ek[] = {0x30, 0x82, 1, 2, 3}, ak[] = {0, 4, 9, 9, 9, 9}, tls[] = {0x30, 0x59, 7};
@@ -632,7 +671,7 @@ static void test_audit_delete(void **state)
 static void test_audit_layout(void **state)
 {
 	_cleanup_(store_closep) Store *s = open_store();
-	_cleanup_free_ char *hex = NULL, *expect = NULL;
+	_cleanup_free_ char *hex = NULL;
 	FILE *f;
 	char cmd[600], out[80] = {};
 
@@ -662,6 +701,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_token_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_token_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_token_race, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_other_process, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_devices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_device_enroll, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_images, setup, teardown),
