@@ -278,38 +278,28 @@ static void test_token_race(void **state)
 /* Another process reading the database (sqlite3, an admin's script) while the store is open: it
  * must never conclude it is the last user and checkpoint + delete the WAL under us (that happens
  * when the store drops its own POSIX locks, e.g. by closing a second descriptor of the file);
- * every commit of the store must be visible to it. */
+ * every commit of the store must be visible to it. The reader is the sqlite3 program, exec'ed: a
+ * forked child would inherit SQLite's per-process lock bookkeeping and hide the problem. */
 static void test_other_process(void **state)
 {
 	_cleanup_(store_closep) Store *s = open_store();
-	char p[320];
+	char p[320], cmd[400], out[32];
 
+	if (system("sqlite3 -version >/dev/null 2>&1") != 0)
+		skip();
+	snprintf(p, sizeof(p), "%s-wal", db_path);
+	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' 'SELECT count(*) FROM enroll_tokens'", db_path);
 	for (int i = 1; i <= 3; i++) {
 		_cleanup_erase_ char *token = NULL;
-		pid_t pid;
-		int status;
+		FILE *f;
 
 		assert_int_equal(store_token_create(s, NULL, 60, "alice", &token, NULL), 0);
-		pid = fork();
-		assert_true(pid >= 0);
-		if (pid == 0) {
-			sqlite3 *db;
-			sqlite3_stmt *st;
-			int n = -1;
-			if (sqlite3_open(db_path, &db) == SQLITE_OK &&
-			    sqlite3_prepare_v2(db, "SELECT count(*) FROM enroll_tokens", -1, &st, NULL) ==
-				SQLITE_OK &&
-			    sqlite3_step(st) == SQLITE_ROW)
-				n = sqlite3_column_int(st, 0);
-			sqlite3_finalize(st);
-			sqlite3_close(db);
-			_exit(n);
-		}
-		assert_int_equal(waitpid(pid, &status, 0), pid);
-		assert_true(WIFEXITED(status));
-		assert_int_equal(WEXITSTATUS(status), i);
+		f = popen(cmd, "r");
+		assert_non_null(f);
+		assert_non_null(fgets(out, sizeof(out), f));
+		assert_int_equal(pclose(f), 0);
+		assert_int_equal(atoi(out), i);
 		/* The WAL is still there: the other process did not think it was alone. */
-		snprintf(p, sizeof(p), "%s-wal", db_path);
 		assert_int_equal(access(p, F_OK), 0);
 	}
 }
