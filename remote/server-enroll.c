@@ -75,7 +75,13 @@ static void enroll_fail(ServerConn *c, const char *code, const char *reason)
 	d = json_pack("{s:s,s:s,s:s}", "code", code, "reason", reason, "peer", c->peer);
 	if (d && e && e->hostname)
 		json_object_set_new(d, "hostname", json_string(e->hostname));
-	(void)server_audit(c->server, "enroll.rejected", subject_of(c), d);
+	/* Before the EK certificate verified, the peer is anyone on the network: rate limited, so
+	 * garbage sent to the open enroll port cannot grow the audit chain without bound. After it,
+	 * the peer holds a genuine TPM and every refusal is recorded. */
+	if (e && e->device_id[0])
+		(void)server_audit(c->server, "enroll.rejected", subject_of(c), d);
+	else
+		server_audit_rate_limited(c->server, "enroll.rejected", subject_of(c), d);
 	conn_send_error(c, code, reason);
 }
 

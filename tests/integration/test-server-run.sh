@@ -147,6 +147,29 @@ EXPECT_NAME="connection bound: the 4th waits until one closes" expect_ok python3
 	"$ENROLL_PORT" "$st/ca.pem"
 assert_file_contains "$(server_log)" "Not accepting on the enroll port for now: connection bound" "bound logged"
 
+# Anyone can cause refusals like the ones above: at most 60 audit rows a minute (130 attempts span at most two
+# windows, so some must have been counted instead of recorded); the server stays responsive.
+cat >"$TRUSTPC_TEST_TMP/flood.py" <<-'EOF'
+	import socket, ssl, sys
+	port, ca = int(sys.argv[1]), sys.argv[2]
+	ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+	ctx.load_verify_locations(ca)
+	for _ in range(130):
+	    try:
+	        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost")
+	        s.recv(1)
+	    except (ssl.SSLError, OSError):
+	        pass
+EOF
+flood_before=$(audit_count device.rejected)
+EXPECT_NAME="130 clients without a certificate" expect_ok python3 "$TRUSTPC_TEST_TMP/flood.py" "$DEVICE_PORT" "$st/ca.pem"
+flood_added=$(($(audit_count device.rejected) - flood_before))
+if ((flood_added > 0 && flood_added < 130)); then
+	ok "anonymous refusals audited with a rate limit ($flood_added of 130 recorded)"
+else
+	not_ok "anonymous refusals audited with a rate limit" "$flood_added of 130 recorded"
+fi
+
 # A second server on the same ports fails clearly.
 expect_fail 1 "Cannot listen on 127.0.0.1 port $ENROLL_PORT \(enroll port\).*in use" "$SERVER_BIN" run \
 	--state-dir "$st" --tpm-ca "$tpm_ca" --listen 127.0.0.1 --enroll-port "$ENROLL_PORT" --device-port 0 --admin-port 0
