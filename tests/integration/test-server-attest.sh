@@ -127,7 +127,9 @@ swtpm_use dev
 # Crash: SIGKILL the server while the device is connected; restart on the same ports. The
 # device reconnects and attests again; everything committed before the crash is still there.
 log="$TRUSTPC_TEST_TMP/run.out"
-attest --run 30 >"$log" 2>"$TRUSTPC_TEST_TMP/run.err" &
+# The binary itself in the background (not the shell function): $! must be the client, or the
+# cleanup would kill a subshell and leave the client running.
+"$CLIENT_BIN" attest --server "$D" --state "$dev" --run 30 >"$log" 2>"$TRUSTPC_TEST_TMP/run.err" &
 client_pid=$!
 cleanup_push "kill $client_pid 2>/dev/null"
 trusted_lines() { [[ $(grep -c '^attest trusted' "$log" || true) -ge $1 ]]; }
