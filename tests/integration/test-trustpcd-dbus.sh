@@ -9,6 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../lib/assert.sh"
 source "$here/../lib/swtpm.sh"
+source "$here/../lib/dbus.sh"
 require_cmd dbus-daemon busctl setpriv tpm2_nvdefine tpm2_nvincrement tpm2_nvread xxd
 
 trustpcd="$TRUSTPC_BUILD_ROOT/daemon/trustpcd"
@@ -20,44 +21,6 @@ tpm2_nvdefine -C o -s 8 -a "nt=counter|authread|authwrite|no_da" 0x01807c50 >/de
 for _ in 1 2 3; do tpm2_nvincrement 0x01807c50 >/dev/null; done
 epoch=$((16#$(tpm2_nvread 0x01807c50 -s 8 | xxd -p)))
 
-# A private system bus with our policy (the daemon's user substituted: the tests run it as nobody).
-bus_start() {
-	local dir="$TRUSTPC_TEST_TMP/bus"
-	mkdir -p "$dir"
-	chmod 755 "$TRUSTPC_TEST_TMP" "$dir" # the network process (nobody) must reach the socket
-	sed 's/user="trustpcd"/user="nobody"/' "$TRUSTPC_SOURCE_ROOT/daemon/org.trustpc.Agent1.conf" >"$dir/agent.conf"
-	cat >"$dir/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$dir/socket</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>$dir/agent.conf</include>
-</busconfig>
-CONF
-	dbus-daemon --config-file="$dir/bus.conf" --nofork --nopidfile >"$dir/log" 2>&1 &
-	BUS_PID=$!
-	cleanup_push "kill $BUS_PID 2>/dev/null; wait $BUS_PID 2>/dev/null"
-	BUS_ADDRESS="unix:path=$dir/socket"
-	poll_until 10 test -S "$dir/socket" || { cat "$dir/log" >&2; return 1; }
-	poll_until 10 busctl --address="$BUS_ADDRESS" list --no-pager >/dev/null 2>&1
-}
 bus_start
 
 as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
