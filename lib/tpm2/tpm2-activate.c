@@ -9,53 +9,6 @@
 #include "basic/memory-secure.h"
 #include "tpm2/tpm2-attest-internal.h"
 
-/* TCG EK Credential Profile 2.x, template L-2. Its authPolicy is PolicySecret(TPM_RH_ENDORSEMENT)
- * with an empty policyRef: using the EK needs the endorsement hierarchy's authorisation. */
-static const uint8_t ek_policy[32] = {
-	0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
-	0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
-};
-
-int tpm2_ek_primary_load(Tpm2Context *c, ESYS_TR *ret, TPM2B_PUBLIC **ret_public)
-{
-	TPM2B_SENSITIVE_CREATE sensitive = {};
-	TPML_PCR_SELECTION no_pcrs = {};
-	TPM2B_DATA no_data = {};
-	TPM2B_PUBLIC tmpl = {
-		.publicArea = {
-			.type = TPM2_ALG_ECC,
-			.nameAlg = TPM2_ALG_SHA256,
-			.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-					    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
-					    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
-			.authPolicy = {.size = 32},
-			.parameters.eccDetail = {
-				.symmetric = {.algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB},
-				.scheme.scheme = TPM2_ALG_NULL,
-				.curveID = TPM2_ECC_NIST_P256,
-				.kdf.scheme = TPM2_ALG_NULL,
-			},
-			/* L-2: unique x and y are 32 zero bytes each. */
-			.unique.ecc = {.x.size = 32, .y.size = 32},
-		},
-	};
-	TPM2B_PUBLIC *pub = NULL;
-	ESYS_TR h = ESYS_TR_NONE;
-	TSS2_RC rc;
-
-	memcpy(tmpl.publicArea.authPolicy.buffer, ek_policy, sizeof(ek_policy));
-	rc = Esys_CreatePrimary(c->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-				&sensitive, &tmpl, &no_data, &no_pcrs, &h, &pub, NULL, NULL, NULL);
-	if (rc != TSS2_RC_SUCCESS)
-		return tpm2_rc_errno(rc, "CreatePrimary(EK)");
-	if (ret_public)
-		*ret_public = pub;
-	else
-		free(pub);
-	*ret = h;
-	return 0;
-}
-
 /* A policy session satisfying the EK's authPolicy: PolicySecret(TPM_RH_ENDORSEMENT). */
 static int ek_policy_session(Tpm2Context *c, ESYS_TR *ret)
 {

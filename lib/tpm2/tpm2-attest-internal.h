@@ -13,10 +13,6 @@
  * attributes as given) for a command whose response must be encrypted. */
 int tpm2_ak_load(Tpm2Context *c, const Tpm2Ak *ak, ESYS_TR *ret, ESYS_TR *ret_session, TPMA_SESSION session_attrs);
 
-/* Creates the ECC P-256 EK from template L-2 (TCG EK Credential Profile 2.x) in the endorsement
- * hierarchy as a transient object; the caller flushes it. */
-int tpm2_ek_primary_load(Tpm2Context *c, ESYS_TR *ret, TPM2B_PUBLIC **ret_public);
-
 /* The pcrSelect bits of one TPMS_PCR_SELECTION as a mask; -EBADMSG when a bit above PCR 23 is set. */
 int tpm2_pcr_select_mask(const TPMS_PCR_SELECTION *s, uint32_t *ret);
 

@@ -10,14 +10,15 @@
 #include "crypto/crypto.h"
 #include "tpm2/tpm2-internal.h"
 
-/* TCG EK Credential Profile 2.x, template L-2 (ECC NIST P-256, low range): the key that
- * swtpm_setup and manufacturers certify at NV index 0x01c0000a. */
+/* The key that swtpm_setup and manufacturers certify at NV index 0x01c0000a. */
+/* TCG EK Credential Profile 2.x, template L-2. Its authPolicy is PolicySecret(TPM_RH_ENDORSEMENT)
+ * with an empty policyRef: using the EK needs the endorsement hierarchy's authorisation. */
 static const uint8_t ek_policy[32] = {
 	0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
 	0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
 };
 
-int tpm2_ek_public_spki(Tpm2Context *c, uint8_t **ret, size_t *ret_size)
+int tpm2_ek_primary_load(Tpm2Context *c, ESYS_TR *ret, TPM2B_PUBLIC **ret_public)
 {
 	TPM2B_SENSITIVE_CREATE sensitive = {};
 	TPML_PCR_SELECTION no_pcrs = {};
@@ -36,20 +37,37 @@ int tpm2_ek_public_spki(Tpm2Context *c, uint8_t **ret, size_t *ret_size)
 				.curveID = TPM2_ECC_NIST_P256,
 				.kdf.scheme = TPM2_ALG_NULL,
 			},
+			/* L-2: unique x and y are 32 zero bytes each. */
 			.unique.ecc = {.x.size = 32, .y.size = 32},
 		},
 	};
 	TPM2B_PUBLIC *pub = NULL;
 	ESYS_TR h = ESYS_TR_NONE;
-	_cleanup_ec_key_ EcKey *k = NULL;
 	TSS2_RC rc;
-	int r;
 
-	memcpy(tmpl.publicArea.authPolicy.buffer, ek_policy, 32);
+	memcpy(tmpl.publicArea.authPolicy.buffer, ek_policy, sizeof(ek_policy));
 	rc = Esys_CreatePrimary(c->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
 				&sensitive, &tmpl, &no_data, &no_pcrs, &h, &pub, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS)
 		return tpm2_rc_errno(rc, "CreatePrimary(EK)");
+	if (ret_public)
+		*ret_public = pub;
+	else
+		free(pub);
+	*ret = h;
+	return 0;
+}
+
+int tpm2_ek_public_spki(Tpm2Context *c, uint8_t **ret, size_t *ret_size)
+{
+	TPM2B_PUBLIC *pub = NULL;
+	ESYS_TR h = ESYS_TR_NONE;
+	_cleanup_ec_key_ EcKey *k = NULL;
+	int r;
+
+	r = tpm2_ek_primary_load(c, &h, &pub);
+	if (r < 0)
+		return r;
 	tpm2_flush(c, &h);
 
 	if (pub->publicArea.unique.ecc.x.size != 32 || pub->publicArea.unique.ecc.y.size != 32) {

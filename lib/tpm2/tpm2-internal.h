@@ -41,3 +41,6 @@ bool tpm2_public_equal(const TPM2B_PUBLIC *a, const TPM2B_PUBLIC *b);
 void tpm2_pcr_selection(uint32_t mask, TPML_PCR_SELECTION *ret);
 int tpm2_policy_pcr_digest(const Tpm2PolicyParams *p, uint8_t ret[32]);
 void tpm2_counter_public(uint32_t nv_index, bool written, TPM2B_NV_PUBLIC *ret);
+
+/* Loads the ECC P-256 endorsement key (TCG EK template L-2) as a transient primary. */
+int tpm2_ek_primary_load(Tpm2Context *c, ESYS_TR *ret, TPM2B_PUBLIC **ret_public);
