@@ -52,10 +52,8 @@ int verb_enroll(DiskArgs *a)
 	_cleanup_(disk_token_done) DiskToken t = {.recovery_keyslot = -1};
 	char recovery[RECOVERY_KEY_STRING_SIZE] = {};
 	ERASE_ON_EXIT(recovery);
-	uint8_t secret[DISK_SECRET_SIZE], auth[32], point[EC_P256_POINT_SIZE], name[TPM2_NAME_SIZE],
-		ref[DEVICE_ID_SIZE], auth_policy[32];
+	uint8_t secret[DISK_SECRET_SIZE];
 	ERASE_ON_EXIT(secret);
-	ERASE_ON_EXIT(auth);
 	size_t pass_len = 0, vk_len;
 	uint64_t epoch;
 	bool created;
@@ -136,32 +134,8 @@ int verb_enroll(DiskArgs *a)
 		r = secret_acquire("TRUSTPC_NEW_PIN", "New PIN: ", true, &pin);
 		if (r < 0)
 			return log_error_errno(r, "A PIN is needed for --pin: set TRUSTPC_NEW_PIN or run on a terminal.");
-		t.pin = true;
-		r = crypto_random_bytes(t.pin_salt, sizeof(t.pin_salt));
-		if (r < 0)
-			return log_error_errno(r, "No randomness: %m");
-		r = disk_pin_auth(&t, pin, auth);
-		if (r < 0)
-			return r;
 	}
-
-	/* Seal: authPolicy = PolicyAuthorize(policy key, policyRef = device id) [· PolicyAuthValue].
-	 * The epoch and PCRs live only in the signed policies, so locks and image updates never need
-	 * a re-seal; the PIN lives in the object's own policy, so no signer can waive it. */
-	r = ec_key_get_point(policy_key, point);
-	if (r >= 0)
-		r = tpm2_ecc_key_name(point, name);
-	if (r >= 0)
-		r = device_id_parse(t.device_id, ref);
-	if (r >= 0)
-		r = tpm2_policy_authorize_digest(name, ref, sizeof(ref), t.pin, auth_policy);
-	if (r < 0)
-		return log_error_errno(r, "Cannot compute the authorization policy: %m");
-	r = crypto_random_bytes(secret, sizeof(secret));
-	if (r < 0)
-		return log_error_errno(r, "No randomness: %m");
-	r = tpm2_seal(tpm, auth_policy, secret, sizeof(secret), t.pin ? auth : NULL, t.pin ? sizeof(auth) : 0,
-		      &t.sealed);
+	r = disk_seal_new(tpm, policy_key, &t, pin, secret, &t.sealed);
 	if (r < 0)
 		return log_error_errno(r, "Sealing the disk key in the TPM failed: %m");
 	r = ec_key_public_spki_der(policy_key, &t.policy_key_spki, &t.policy_key_spki_size);

@@ -132,10 +132,8 @@ int verb_recovery(DiskArgs *a)
 	_cleanup_secure_ char *pin = NULL;
 	char rk[RECOVERY_KEY_STRING_SIZE], reason[REASON_MAX];
 	ERASE_ON_EXIT(rk);
-	uint8_t secret[DISK_SECRET_SIZE], auth[32], point[EC_P256_POINT_SIZE], name[TPM2_NAME_SIZE],
-		ref[DEVICE_ID_SIZE], auth_policy[32];
+	uint8_t secret[DISK_SECRET_SIZE];
 	ERASE_ON_EXIT(secret);
-	ERASE_ON_EXIT(auth);
 	Tpm2Blob sealed = {};
 	SignedPolicy policy;
 	const char *why = NULL;
@@ -207,32 +205,13 @@ int verb_recovery(DiskArgs *a)
 				       (unsigned long long)epoch, (unsigned long long)epoch);
 	/* A PIN disk stays a PIN disk (--pin adds one); recovery is where a forgotten PIN is
 	 * replaced, so the new PIN is asked for. */
-	t.pin = t.pin || a->pin;
-	if (t.pin) {
+	if (t.pin || a->pin) {
 		r = secret_acquire("TRUSTPC_NEW_PIN", "New PIN: ", true, &pin);
 		if (r < 0)
 			return log_error_errno(r, "This disk uses a PIN: set TRUSTPC_NEW_PIN or run on a terminal. "
 						  "Nothing was changed.");
-		r = crypto_random_bytes(t.pin_salt, sizeof(t.pin_salt));
-		if (r >= 0)
-			r = disk_pin_auth(&t, pin, auth);
-		if (r < 0)
-			return r;
 	}
-
-	r = ec_key_get_point(policy_key, point);
-	if (r >= 0)
-		r = tpm2_ecc_key_name(point, name);
-	if (r >= 0)
-		r = device_id_parse(t.device_id, ref);
-	if (r >= 0)
-		r = tpm2_policy_authorize_digest(name, ref, sizeof(ref), t.pin, auth_policy);
-	if (r >= 0)
-		r = crypto_random_bytes(secret, sizeof(secret));
-	if (r < 0)
-		return log_error_errno(r, "Preparing the new seal failed: %m");
-	r = tpm2_seal(tpm, auth_policy, secret, sizeof(secret), t.pin ? auth : NULL, t.pin ? sizeof(auth) : 0,
-		      &sealed);
+	r = disk_seal_new(tpm, policy_key, &t, pin, secret, &sealed);
 	if (r < 0)
 		return log_error_errno(r, "Sealing the new disk key in the TPM failed: %m");
 

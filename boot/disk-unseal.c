@@ -56,6 +56,37 @@ int disk_pin_auth(const DiskToken *t, const char *pin, uint8_t out[32])
 	return hmac_sha256(t->pin_salt, DISK_PIN_SALT_SIZE, pin, strlen(pin), out);
 }
 
+int disk_seal_new(Tpm2Context *tpm, const EcKey *policy_key, DiskToken *t, const char *pin,
+		  uint8_t secret[DISK_SECRET_SIZE], Tpm2Blob *ret_sealed)
+{
+	uint8_t auth[32], point[EC_P256_POINT_SIZE], name[TPM2_NAME_SIZE], ref[DEVICE_ID_SIZE], auth_policy[32];
+	ERASE_ON_EXIT(auth);
+	int r;
+
+	if (pin) {
+		r = crypto_random_bytes(t->pin_salt, sizeof(t->pin_salt));
+		if (r < 0)
+			return r;
+		t->pin = true;
+		r = disk_pin_auth(t, pin, auth);
+		if (r < 0)
+			return r;
+	}
+	r = ec_key_get_point(policy_key, point);
+	if (r >= 0)
+		r = tpm2_ecc_key_name(point, name);
+	if (r >= 0)
+		r = device_id_parse(t->device_id, ref);
+	if (r >= 0)
+		r = tpm2_policy_authorize_digest(name, ref, sizeof(ref), pin != NULL, auth_policy);
+	if (r >= 0)
+		r = crypto_random_bytes(secret, DISK_SECRET_SIZE);
+	if (r < 0)
+		return r;
+	return tpm2_seal(tpm, auth_policy, secret, DISK_SECRET_SIZE, pin ? auth : NULL, pin ? sizeof(auth) : 0,
+			 ret_sealed);
+}
+
 static const char *pcr_list(uint32_t mask, char *buf, size_t size)
 {
 	size_t n = 0;

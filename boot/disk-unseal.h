@@ -18,6 +18,14 @@ int disk_token_load(LuksVolume *v, int *ret_token_id, DiskToken *ret, char *reas
 /* Writes the token back (replacing token_id, or a new one when token_id < 0); returns its id. */
 int disk_token_store(LuksVolume *v, int token_id, const DiskToken *t);
 
+/* Seals a fresh random secret to PolicyAuthorize(policy key, policyRef = t->device_id), followed
+ * by PolicyAuthValue when pin is given (then t->pin is set and t->pin_salt renewed). The epoch and
+ * PCRs live only in the signed policies, so locks and image updates never need a re-seal; the PIN
+ * lives in the object's own policy, so no signer can waive it. t->sealed is not touched: the new
+ * blob is returned in *ret_sealed, for the caller to swap in once the keyslot exists. */
+int disk_seal_new(Tpm2Context *tpm, const EcKey *policy_key, DiskToken *t, const char *pin,
+		  uint8_t secret[DISK_SECRET_SIZE], Tpm2Blob *ret_sealed);
+
 /* The sealed object's authValue: HMAC-SHA256(key = per-token salt, PIN). */
 int disk_pin_auth(const DiskToken *t, const char *pin, uint8_t out[32]);
 
