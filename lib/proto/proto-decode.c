@@ -324,9 +324,18 @@ static int decode_map(Decoder *d, const ProtoSchema *schema, uint64_t n_pairs, b
 			*(bool *)((uint8_t *)base + f->present_offset) = true;
 	}
 
-	for (size_t k = 0; k < schema->n_fields; k++)
-		if (!schema->fields[k].optional && !(seen & (UINT32_C(1) << k)))
-			return fail(d, schema->fields[k].r.missing);
+	for (size_t k = 0; k < schema->n_fields; k++) {
+		const ProtoField *f = &schema->fields[k];
+
+		if (seen & (UINT32_C(1) << k))
+			continue;
+		if (!f->optional)
+			return fail(d, f->r.missing);
+		/* An optional field whose presence flag another field of its group has set is
+		 * required (result.quote without quote_signature proves nothing). */
+		if (f->present_offset >= 0 && *(const bool *)((const uint8_t *)base + f->present_offset))
+			return fail(d, f->r.missing);
+	}
 	return 0;
 }
 

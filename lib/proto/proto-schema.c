@@ -107,8 +107,20 @@ static const ProtoField command_fields[] = {
 	FIELD("command", "cose", PROTO_FIELD_BYTES, command.cose, 1, PROTO_BLOB_MAX),
 };
 
+/* A field of a group that is optional as a whole: present_offset is the group's flag; the
+ * decoder requires every member once one is there, the encoder writes all of them or none. */
+#define GROUP(msg, k, kind_, member, min_, max_, flag)                                               \
+	{                                                                                            \
+		.key = k, .kind = kind_, .offset = M(member), .min = min_, .max = max_,             \
+		.optional = true, .present_offset = M(flag), .r = REASONS(msg "." k),                \
+	}
+
 static const ProtoField result_fields[] = {
 	FIELD("result", "cose", PROTO_FIELD_BYTES, result.cose, 1, PROTO_BLOB_MAX),
+	/* the lock/wipe proof: a quote without its signature or PCRs proves nothing */
+	GROUP("result", "quote", PROTO_FIELD_BYTES, result.quote, 1, PROTO_BLOB_MAX, result.has_quote),
+	GROUP("result", "quote_signature", PROTO_FIELD_BYTES, result.quote_signature, 64, 64, result.has_quote),
+	GROUP("result", "pcrs", PROTO_FIELD_PCR_MAP, result.pcrs, 0, 0, result.has_quote),
 };
 
 static const ProtoSchema schemas[_PROTO_TYPE_MAX] = {

@@ -90,7 +90,16 @@ typedef struct ProtoMessage {
 		struct { const char *state, *reason; uint32_t heartbeat; } attest_result; /* "trusted"|"quarantined" */
 		struct { ProtoPosture posture; } heartbeat;
 		struct { const char *luks_uuid; const char *blob; } escrow; /* blob: escrow JSON */
-		struct { ProtoBytes cose; } command, result;
+		struct { ProtoBytes cose; } command;
+		struct {
+			ProtoBytes cose;
+			/* Optional, all three or none (has_quote): the TPM's proof for a lock or wipe
+			 * result, a quote whose qualifying data is SHA-256 of cose (command.h). */
+			bool has_quote;
+			ProtoBytes quote;           /* marshalled TPMS_ATTEST */
+			ProtoBytes quote_signature; /* ECDSA P-256 raw r||s, 64 bytes */
+			ProtoPcrs pcrs;             /* the quoted PCR values */
+		} result;
 	};
 	/* private: owns the decoded strings/bytes that the fields point to */
 	void *_storage;
