@@ -79,6 +79,27 @@ static const char *const migrations[] = {
     "  hash BLOB NOT NULL CHECK (length(hash) = 32)"
     ");"
     "CREATE INDEX audit_subject ON audit(subject, seq);",
+    /* 2: signed commands (issue 4). next_seq lives on the device row so that allocating a seq
+     * is one UPDATE … RETURNING under the write lock. */
+    "ALTER TABLE devices ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1 CHECK (next_seq >= 1);"
+    "CREATE TABLE commands ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 32),"
+    "  device_id TEXT NOT NULL REFERENCES devices(device_id),"
+    "  seq INTEGER NOT NULL CHECK (seq >= 1),"
+    "  type TEXT NOT NULL,"
+    "  args TEXT NOT NULL,"
+    "  issuer TEXT NOT NULL,"
+    "  cose BLOB NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'done', 'rejected', 'failed')),"
+    "  reason TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  delivered_at INTEGER,"
+    "  finished_at INTEGER,"
+    "  result_cose BLOB,"
+    "  epoch INTEGER,"
+    "  UNIQUE (device_id, seq)"
+    ") STRICT;"
+    "CREATE INDEX commands_created ON commands(created_at, device_id, seq);",
 };
 
 time_t store_now(const Store *s)

@@ -138,3 +138,75 @@ int store_audit_list_subject(Store *s, const char *subject, size_t limit, AuditE
 int store_audit_head(Store *s, uint64_t *ret_seq, uint8_t ret_hash[32]);
 /* Recomputes the chain: 0 ok (*ret_entries counted), -EBADMSG broken (*ret_first_bad = seq). */
 int store_audit_verify(Store *s, uint64_t *ret_entries, uint64_t *ret_first_bad);
+
+/* ---- commands (docs/PROTOCOL.md "Commands"; issue 4) ----
+ * Life cycle: queued → delivered → done | rejected | failed. A command is stored already signed
+ * (the COSE_Sign1 the device gets), so a restarted server delivers the very same bytes. seq is
+ * allocated per device from devices.next_seq (1, 2, …; never reused, also across re-enrollment):
+ * the device refuses a seq it has seen, so a reused one would be a lost command. */
+typedef enum CommandState {
+	COMMAND_STATE_QUEUED = 1,
+	COMMAND_STATE_DELIVERED,
+	COMMAND_STATE_DONE,
+	COMMAND_STATE_REJECTED,
+	COMMAND_STATE_FAILED,
+} CommandState;
+const char *command_state_name(CommandState s);
+int command_state_from_name(const char *s, CommandState *ret);
+
+#define COMMAND_ID_HEX_SIZE 33 /* 32 lower-case hex digits + NUL */
+
+typedef struct CommandRecord {
+	char id[COMMAND_ID_HEX_SIZE];
+	char device_id[33];
+	uint64_t seq;
+	char *type;      /* "lock", "unlock", "wipe", "policy" */
+	char *args_json; /* the arguments as JSON text (what the helpdesk sees) */
+	char *issuer;    /* operator name */
+	uint8_t *cose;   /* the signed command */
+	size_t cose_size;
+	CommandState state;
+	char *reason; /* the device's reason with the result, may be NULL */
+	time_t created_at, delivered_at, finished_at; /* 0 = not yet */
+	uint8_t *result_cose;                         /* the device's signed result, may be NULL */
+	size_t result_cose_size;
+	bool has_epoch;
+	uint64_t epoch; /* the lock counter the result reported */
+} CommandRecord;
+void command_record_done(CommandRecord *c);
+void command_records_free(CommandRecord *a, size_t n);
+
+/* Signs the command once its seq is known (called inside the enqueue transaction, so the seq in
+ * the signature is the one stored). *ret_cose is malloc'ed. */
+typedef int (*StoreCommandSignFn)(void *userdata, uint64_t seq, time_t now, uint8_t **ret_cose,
+				  size_t *ret_size);
+
+/* In one transaction: allocate the device's next seq, sign (sign_fn), insert the command as
+ * queued, audit ("command.queue", actor c->issuer, subject the device id, details
+ * {id, seq, type, args}); committed before it returns. In: c->id (32 lower-case hex), device_id,
+ * type, args_json, issuer. Out (on success): c->seq, c->cose, c->state, c->created_at.
+ * -ENOENT unknown device, -EINVAL bad id/type/issuer, -EEXIST id taken, sign_fn's error. */
+int store_command_enqueue(Store *s, CommandRecord *c, StoreCommandSignFn sign_fn, void *userdata);
+int store_command_get(Store *s, const char *id, CommandRecord *ret);
+/* Queued, or delivered and not finished, in seq order: what a (re)connecting device gets. */
+int store_command_pending(Store *s, const char *device_id, CommandRecord **ret, size_t *ret_n);
+/* queued → delivered (delivered_at = the first delivery; a redelivery keeps it). -ENOENT unknown,
+ * -ESTALE already finished. */
+int store_command_mark_delivered(Store *s, const char *id, time_t when);
+/* delivered (or queued) → state (done/rejected/failed) with reason, the signed result and the
+ * reported epoch, and the audit row ("command.done|rejected|failed", actor "device:<id>",
+ * subject the device id, details {id, seq, type, reason, epoch}) in one transaction. -ENOENT
+ * unknown, -ESTALE already finished (a redelivered result: nothing changes), -EINVAL state. */
+typedef struct CommandOutcome {
+	CommandState state;
+	const char *reason;
+	const uint8_t *result_cose;
+	size_t result_cose_size;
+	bool has_epoch;
+	uint64_t epoch;
+} CommandOutcome;
+int store_command_finish(Store *s, const char *id, const CommandOutcome *o, time_t when);
+/* The newest `limit` (1..10000) commands of device_id (NULL: of all devices), newest first. */
+int store_command_list(Store *s, const char *device_id, size_t limit, CommandRecord **ret, size_t *ret_n);
+/* The epoch reported by the newest finished lock with an epoch: -ENOENT when there is none. */
+int store_command_last_lock_epoch(Store *s, const char *device_id, uint64_t *ret);
