@@ -124,7 +124,7 @@ static int flush(Agent *a)
 	return io_set(a);
 }
 
-static int send_message(Agent *a, const ProtoMessage *m)
+int agent_send(Agent *a, const ProtoMessage *m)
 {
 	_cleanup_free_ uint8_t *frame = NULL;
 	uint8_t *nb;
@@ -170,7 +170,7 @@ static int send_heartbeat(Agent *a)
 	r = ack_push(a, ACK_HEARTBEAT);
 	if (r < 0)
 		return r;
-	return send_message(a, &m);
+	return agent_send(a, &m);
 }
 
 /* The escrow file is JSON made by trustpc-disk (escrow_seal); its context names the volume:
@@ -223,7 +223,7 @@ static int upload_escrow(Agent *a)
 	if (r < 0)
 		return r;
 	log_info("Uploading the escrowed recovery key of LUKS volume %s.", uuid);
-	return send_message(a, &m);
+	return agent_send(a, &m);
 }
 
 static int handle_challenge(Agent *a, const ProtoMessage *m)
@@ -263,7 +263,7 @@ static int handle_challenge(Agent *a, const ProtoMessage *m)
 	out.attest.pcrs.mask = q->pcr_mask;
 	memcpy(out.attest.pcrs.values, q->pcr_values, sizeof(out.attest.pcrs.values));
 	out.attest.event_log = (ProtoBytes){log, log_size};
-	r = send_message(a, &out);
+	r = agent_send(a, &out);
 	if (r < 0)
 		return r;
 	a->state = CONN_ATTESTING;
@@ -347,8 +347,7 @@ static int handle_message(Agent *a, const ProtoMessage *m)
 	case PROTO_COMMAND:
 		if (a->state != CONN_READY)
 			break;
-		log_notice("Signed commands are not supported by this agent yet; ignoring one.");
-		return 0;
+		return agent_command_handle(a, m->command.cose.data, m->command.cose.size);
 	default:
 		break;
 	}

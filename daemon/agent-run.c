@@ -83,6 +83,15 @@ static int network_main(Agent *a, AgentState *st)
 		if (r < 0)
 			return log_error_errno(r, "Cannot set up TLS with the stored certificates (%s, %s): %m. Enroll again.",
 					       STATE_CA_CERT, STATE_DEVICE_CERT);
+		a->result_key = key;
+		if (st->command_key_pem) {
+			r = ec_key_from_pem_or_der(st->command_key_pem, strlen(st->command_key_pem), &a->command_key);
+			if (r < 0)
+				log_warning_errno(r, "%s is not a P-256 public key: %m; rejecting remote commands.",
+						  STATE_COMMAND_KEY);
+		} else
+			log_notice("No fleet command key (%s) in the state dir: remote commands will be rejected.",
+				   STATE_COMMAND_KEY);
 	}
 	/* Only the copies inside the TLS configuration stay. */
 	agent_state_done(st);
@@ -112,6 +121,8 @@ static int network_main(Agent *a, AgentState *st)
 
 	r = sd_event_loop(a->event);
 	agent_conn_done(a);
+	a->result_key = NULL;
+	a->command_key = ec_key_free(a->command_key);
 	return r < 0 ? log_error_errno(r, "Event loop failed: %m") : r;
 }
 
@@ -154,7 +165,7 @@ int verb_run(const Args *args)
 
 	r = agent_config_load(dir, &cfg, &line);
 	if (r == -EINVAL) {
-		log_error("%s/%s line %u: unknown key or not KEY = VALUE (keys: server, volumes).", dir, STATE_CONFIG,
+		log_error("%s/%s line %u: unknown key, bad path or not KEY = VALUE (keys: server, volumes, volume.CLASS).", dir, STATE_CONFIG,
 			  line);
 		return EXIT_USAGE;
 	}
@@ -206,6 +217,9 @@ int verb_run(const Args *args)
 		.disk_encrypted = cfg.disk_encrypted,
 		.has_policy = st.has_policy,
 		.policy_epoch = st.policy_epoch,
+		.volumes = cfg.volumes,
+		.n_volumes = cfg.n_volumes,
+		.lock_sessions = true,
 	};
 	memcpy(e.device_id, st.device_id, sizeof(e.device_id));
 	agent_state_done(&st);

@@ -85,10 +85,46 @@ static char *strip(char *s)
 	return s;
 }
 
+static bool class_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	/* "all" names every class in a wipe command: no volume may be configured under it. */
+	if (n == 0 || n > AGENT_CLASS_NAME_MAX || streq(s, "all"))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			return false;
+	return true;
+}
+
+static int config_add_volumes(AgentConfig *c, const char *class_name, char *value)
+{
+	char *save = NULL;
+
+	for (char *w = strtok_r(value, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		AgentVolume *nv;
+
+		if (*w != '/' || c->n_volumes >= AGENT_VOLUMES_MAX)
+			return -EINVAL;
+		nv = realloc(c->volumes, (c->n_volumes + 1) * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		c->volumes = nv;
+		nv[c->n_volumes] = (AgentVolume){0};
+		nv[c->n_volumes].path = strdup(w);
+		nv[c->n_volumes].class_name = class_name ? strdup(class_name) : NULL;
+		c->n_volumes++;
+		if (!nv[c->n_volumes - 1].path || (class_name && !nv[c->n_volumes - 1].class_name))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int agent_config_load(const char *dir, AgentConfig *ret, unsigned *ret_line)
 {
 	_cleanup_free_ char *text = NULL, *server = NULL;
-	bool disk = false;
+	_cleanup_(agent_config_done) AgentConfig c = {0};
 	unsigned line = 0;
 	char *save = NULL;
 	int r;
@@ -118,12 +154,29 @@ int agent_config_load(const char *dir, AgentConfig *ret, unsigned *ret_line)
 			server = strdup(value);
 			if (!server)
 				return -ENOMEM;
-		} else if (streq(key, "volumes"))
-			disk = *value != 0; /* paths of trustpc-tpm2 LUKS volumes, space-separated */
-		else
+		} else if (streq(key, "volumes")) {
+			/* paths of trustpc-tpm2 LUKS volumes, space-separated */
+			r = config_add_volumes(&c, NULL, value);
+			if (r == -EINVAL)
+				goto bad;
+			if (r < 0)
+				return r;
+		} else if (startswith(key, "volume.")) {
+			/* the volumes of one data class, erased by a wipe command for that class */
+			if (!class_name_valid(key + strlen("volume.")))
+				goto bad;
+			r = config_add_volumes(&c, key + strlen("volume."), value);
+			if (r == -EINVAL)
+				goto bad;
+			if (r < 0)
+				return r;
+		} else
 			goto bad;
 	}
-	*ret = (AgentConfig){.server = TAKE_PTR(server), .disk_encrypted = disk};
+	c.server = TAKE_PTR(server);
+	c.disk_encrypted = c.n_volumes > 0;
+	*ret = c;
+	c = (AgentConfig){0};
 	return 0;
 bad:
 	if (ret_line)
@@ -134,7 +187,12 @@ bad:
 void agent_config_done(AgentConfig *c)
 {
 	free(c->server);
-	c->server = NULL;
+	for (size_t i = 0; i < c->n_volumes; i++) {
+		free(c->volumes[i].class_name);
+		free(c->volumes[i].path);
+	}
+	free(c->volumes);
+	*c = (AgentConfig){0};
 }
 
 void agent_state_done(AgentState *s)
@@ -143,6 +201,7 @@ void agent_state_done(AgentState *s)
 	free(s->ca_pem);
 	secure_free(s->tls_key_pem);
 	free(s->ak_blob);
+	free(s->command_key_pem);
 	*s = (AgentState){0};
 }
 
@@ -215,6 +274,10 @@ int agent_state_load(const char *dir, AgentState *ret)
 	}
 	r = load_policy_epoch(dir, s.device_id, &s.policy_epoch);
 	s.has_policy = r >= 0;
+	/* Optional: without it every command is answered "rejected" (no key to check it with). */
+	r = state_read(dir, STATE_COMMAND_KEY, false, &s.command_key_pem, NULL);
+	if (r < 0 && r != -ENOENT)
+		log_warning_errno(r, "Cannot read %s/%s: %m; rejecting remote commands.", dir, STATE_COMMAND_KEY);
 	s.enrolled = true;
 	*ret = s;
 	return 0;

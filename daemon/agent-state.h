@@ -24,7 +24,11 @@
 #define STATE_ESCROW_KEY "escrow-key.pem" /* the fleet escrow public key (for trustpc-disk enroll) */
 #define STATE_ESCROW "escrow.json"        /* pending recovery-key escrow (trustpc-disk --escrow-out) */
 #define STATE_ESCROW_DONE "escrow.json.uploaded"
-#define STATE_CONFIG "trustpcd.conf"      /* optional: "server = HOST:PORT", "volumes = PATH …" */
+#define STATE_CONFIG "trustpcd.conf"      /* optional: "server = HOST:PORT", "volumes = PATH …",
+					     * "volume.CLASS = PATH …" */
+#define STATE_COMMAND_KEY "command-key.pem" /* the fleet command public key (optional until commands) */
+#define STATE_COMMANDS "commands.json"    /* the executor's command state (executor-command.h) */
+#define STATE_INTENT "command-intent.json" /* a command being executed (crash recovery) */
 
 #define STATE_FILE_MAX (64 * 1024)
 
@@ -36,9 +40,20 @@ int state_read(const char *dir, const char *name, bool secure, char **ret, size_
 /* mkdir -m 0700 (and the parents); refuses (-EPERM) a state dir writable by others. */
 int state_dir_prepare(const char *dir);
 
+/* One configured LUKS volume: class_name NULL for "volumes =", else the CLASS of "volume.CLASS =". */
+typedef struct AgentVolume {
+	char *class_name;
+	char *path;
+} AgentVolume;
+
+#define AGENT_VOLUMES_MAX 64
+#define AGENT_CLASS_NAME_MAX 64
+
 typedef struct AgentConfig {
 	char *server;          /* "HOST:PORT" of the device port, NULL if not configured */
-	bool disk_encrypted;   /* "volumes =" names at least one path */
+	bool disk_encrypted;   /* "volumes =" or a "volume.CLASS =" names at least one path */
+	AgentVolume *volumes;  /* in file order */
+	size_t n_volumes;
 } AgentConfig;
 /* A missing file gives the defaults. -EINVAL (*ret_line set) on an unknown key or bad line. */
 int agent_config_load(const char *dir, AgentConfig *ret, unsigned *ret_line);
@@ -54,6 +69,7 @@ typedef struct AgentState {
 	size_t ak_blob_size;
 	bool has_policy;       /* policy.json parsed, for this device, signed by policy-key.pem */
 	uint64_t policy_epoch;
+	char *command_key_pem; /* NULL: no command key stored, commands are rejected */
 } AgentState;
 
 /* Reads the enrollment. Not enrolled (no device-id) is not an error: ret->enrolled = false.

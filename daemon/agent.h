@@ -46,6 +46,8 @@ typedef struct Agent {
 	char *host, *port;            /* the device port; host is also the expected server name */
 	TlsConfig *tls;               /* NULL when not enrolled */
 	char *image_version;
+	struct EcKey *command_key;    /* the fleet command public key, NULL: commands are rejected */
+	const struct EcKey *result_key; /* the TLS key: signs command results */
 
 	/* connection */
 	ConnState state;
@@ -77,6 +79,11 @@ int agent_conn_start(Agent *a);            /* connect now (cancels a pending bac
 void agent_conn_close(Agent *a, bool retry); /* drop the connection; retry: schedule backoff */
 int agent_check_in_now(Agent *a);          /* heartbeat when attested, else reconnect now */
 void agent_conn_done(Agent *a);
+struct ProtoMessage;
+int agent_send(Agent *a, const struct ProtoMessage *m); /* queue one frame and flush */
+
+/* agent-command.c: one PROTO_COMMAND (the COSE bytes) → the executor → a signed PROTO_RESULT. */
+int agent_command_handle(Agent *a, const uint8_t *cose, size_t n);
 
 /* agent-posture.c */
 int agent_read_image_version(char **ret);  /* /etc/os-release IMAGE_VERSION, else VERSION_ID */

@@ -16,13 +16,15 @@
 #include "basic/log.h"
 #include "basic/macro.h"
 #include "basic/memory-secure.h"
+#include "executor-command.h"
 #include "privsep-executor.h"
 #include "privsep-proto.h"
 
 static int handle_status(Executor *e)
 {
 	PrivsepStatusReply s = {0};
-	uint64_t counter;
+	ExecState st = {0};
+	uint64_t counter = 0;
 	int r;
 
 	s.enrolled = e->enrolled;
@@ -41,6 +43,12 @@ static int handle_status(Executor *e)
 	/* Locked: the counter moved past the stored policy's epoch (a remote lock), or no valid
 	 * policy: the disk will not unlock at the next boot either way. */
 	s.locked = !e->has_policy || (s.have_epoch && counter != e->policy_epoch);
+	/* The command state is the executor's own: the network process learns last_seq from here to
+	 * pre-check commands, the executor still checks against its file itself. */
+	if (exec_state_load(e->state_dir, &st) >= 0) {
+		s.last_seq = st.last_seq;
+		s.locked = s.locked || st.locked;
+	}
 	return privsep_send_reply(e->fd, PRIVSEP_STATUS, 0, &s, sizeof(s));
 }
 
@@ -229,6 +237,8 @@ static int dispatch(Executor *e, PrivsepType type, const uint8_t *payload, size_
 		return handle_activate(e, payload);
 	case PRIVSEP_STORE:
 		return handle_store(e, payload, n);
+	case PRIVSEP_EXECUTE:
+		return executor_execute(e, payload + sizeof(PrivsepExecuteRequest), n - sizeof(PrivsepExecuteRequest));
 	default:
 		return -EPROTO; /* unreachable: privsep_request_check refused it */
 	}

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent-state.h"
 #include "tpm2/tpm2-attest.h"
 
 typedef struct Executor {
@@ -29,6 +30,9 @@ typedef struct Executor {
 	bool has_policy;
 	uint64_t policy_epoch;
 	char device_id[DEVICE_ID_STRING_SIZE];
+	const AgentVolume *volumes;   /* trustpcd.conf "volumes =" and "volume.CLASS =" */
+	size_t n_volumes;
+	bool lock_sessions;           /* a lock asks logind to lock the screens (off in tests) */
 
 	bool notified;                /* READY=1 sent to systemd */
 	bool stored;                  /* enroll: STORE succeeded */

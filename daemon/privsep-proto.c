@@ -19,6 +19,7 @@ static const char *const type_names[_PRIVSEP_TYPE_MAX] = {
 	[PRIVSEP_ESCROW_DONE] = "ESCROW_DONE",
 	[PRIVSEP_ACTIVATE] = "ACTIVATE",
 	[PRIVSEP_STORE] = "STORE",
+	[PRIVSEP_EXECUTE] = "EXECUTE",
 };
 
 const char *privsep_type_name(uint32_t type)
@@ -104,6 +105,7 @@ int privsep_request_check(const void *buf, size_t n, bool enroll, PrivsepType *r
 	case PRIVSEP_ESCROW_GET:
 	case PRIVSEP_ESCROW_DONE:
 	case PRIVSEP_READY:
+	case PRIVSEP_EXECUTE:
 		if (enroll) {
 			*ret_reason = "run-time message during enrollment";
 			return -EPROTO;
@@ -148,6 +150,21 @@ int privsep_request_check(const void *buf, size_t n, bool enroll, PrivsepType *r
 			return -EPROTO;
 		}
 		want = sizeof(a);
+		break;
+	}
+	case PRIVSEP_EXECUTE: {
+		PrivsepExecuteRequest x;
+		if (n < sizeof(x)) {
+			*ret_reason = "EXECUTE shorter than its fixed part";
+			return -EPROTO;
+		}
+		memcpy(&x, p, sizeof(x));
+		/* Bounded before it is added: a size near 2^32 cannot wrap the comparison. */
+		if (x.size == 0 || x.size > PRIVSEP_COSE_MAX) {
+			*ret_reason = "EXECUTE command size out of range";
+			return -EPROTO;
+		}
+		want = sizeof(x) + x.size;
 		break;
 	}
 	case PRIVSEP_STORE:
@@ -408,4 +425,28 @@ int privsep_store(int fd, const PrivsepStoreBlobs *b)
 		o += b->size[i];
 	}
 	return privsep_call(fd, PRIVSEP_STORE, buf, total, NULL, 0, &n);
+}
+
+int privsep_execute(int fd, const uint8_t *cose, size_t n, PrivsepExecuteReply *ret)
+{
+	PrivsepExecuteRequest x = {.size = (uint32_t)n};
+	_cleanup_free_ uint8_t *buf = NULL;
+	PrivsepExecuteReply rep;
+	size_t got;
+	int r;
+
+	if (!cose || n == 0 || n > PRIVSEP_COSE_MAX)
+		return -EINVAL;
+	buf = malloc(sizeof(x) + n);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, &x, sizeof(x));
+	memcpy(buf + sizeof(x), cose, n);
+	r = privsep_call(fd, PRIVSEP_EXECUTE, buf, sizeof(x) + n, &rep, sizeof(rep), &got);
+	if (r < 0)
+		return r;
+	if (got != sizeof(rep) || rep.id[sizeof(rep.id) - 1] != 0 || rep.reason[sizeof(rep.reason) - 1] != 0)
+		return -EPROTO;
+	*ret = rep;
+	return 0;
 }

@@ -29,6 +29,8 @@
 #define PRIVSEP_ESCROW_MAX (16 * 1024)         /* = PROTO_BLOB_MAX */
 #define PRIVSEP_STORE_BLOB_MAX (16 * 1024)     /* each stored enrollment file */
 #define PRIVSEP_QUOTE_PCRS UINT32_C(0x00ffffff) /* PCRs 0–23 */
+#define PRIVSEP_COSE_MAX 16384                 /* = COSE_MAX_SIZE (proto/cose.h): one signed command */
+#define PRIVSEP_REASON_MAX 256                 /* an EXECUTE outcome's reason, NUL-terminated */
 
 typedef enum PrivsepType {
 	PRIVSEP_READY = 1,   /* net → exec: D-Bus name owned, loop running; exec tells systemd */
@@ -39,6 +41,7 @@ typedef enum PrivsepType {
 	PRIVSEP_ESCROW_DONE, /* the server acknowledged the escrow: exec moves escrow.json aside */
 	PRIVSEP_ACTIVATE,    /* enroll only: PrivsepActivateRequest → PrivsepActivateReply */
 	PRIVSEP_STORE,       /* enroll only: PrivsepStoreRequest + blobs → empty */
+	PRIVSEP_EXECUTE,     /* run only: PrivsepExecuteRequest + COSE bytes → PrivsepExecuteReply */
 	_PRIVSEP_TYPE_MAX,
 } PrivsepType;
 
@@ -75,6 +78,8 @@ typedef struct PrivsepStatusReply {
 	uint8_t enrolled;       /* the state dir holds an enrollment */
 	uint8_t disk_encrypted; /* the config names at least one trustpc-tpm2 volume */
 	char device_id[DEVICE_ID_STRING_SIZE]; /* "" when not enrolled and no TPM */
+	uint8_t _pad[3];
+	uint64_t last_seq;      /* the seq of the last command the executor executed (0: none) */
 } PrivsepStatusReply;
 
 typedef struct PrivsepBytesReply {
@@ -110,6 +115,27 @@ typedef struct PrivsepStoreRequest {
 	uint8_t _pad[3];
 	uint32_t sizes[_STORE_BLOB_MAX]; /* each ≤ PRIVSEP_STORE_BLOB_MAX; the blobs follow in order */
 } PrivsepStoreRequest;
+
+/* A signed command (docs/PRIVSEP.md "EXECUTE"): the raw COSE_Sign1 exactly as the server sent it.
+ * The executor verifies it again with its own copy of the command key and its own last_seq. */
+typedef struct PrivsepExecuteRequest {
+	uint32_t size;          /* 1 … PRIVSEP_COSE_MAX; exactly that many COSE bytes follow */
+} PrivsepExecuteRequest;
+
+/* The executor's outcome; the network process turns it into a signed result (command.h). */
+typedef struct PrivsepExecuteReply {
+	char id[DEVICE_ID_STRING_SIZE];        /* the command id (32 hex), "" if it could not be parsed */
+	uint8_t _pad[3];
+	uint32_t type;          /* CommandType, 0 when unparsed */
+	uint32_t status;        /* ResultStatus: done, rejected, failed */
+	uint64_t seq;
+	uint64_t epoch;         /* the lock counter after execution */
+	uint8_t has_epoch;
+	uint8_t locked;         /* the lock state after execution */
+	uint8_t redelivered;    /* the stored result of the last command, nothing was done again */
+	uint8_t _pad2[5];
+	char reason[PRIVSEP_REASON_MAX];
+} PrivsepExecuteReply;
 
 const char *privsep_type_name(uint32_t type);
 
@@ -147,3 +173,6 @@ typedef struct PrivsepStoreBlobs {
 	size_t size[_STORE_BLOB_MAX];
 } PrivsepStoreBlobs;
 int privsep_store(int fd, const PrivsepStoreBlobs *b);
+/* -EINVAL for an empty or larger than PRIVSEP_COSE_MAX command (never sent: the executor would
+ * take it for a violation). */
+int privsep_execute(int fd, const uint8_t *cose, size_t n, PrivsepExecuteReply *ret);

@@ -63,6 +63,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		break;
 	}
+	case PRIVSEP_EXECUTE: {
+		PrivsepExecuteRequest x;
+		if (h.size < sizeof(x) || enroll)
+			abort();
+		memcpy(&x, data + sizeof(h), sizeof(x));
+		if (x.size == 0 || x.size > PRIVSEP_COSE_MAX || sizeof(x) + x.size != h.size)
+			abort();
+		break;
+	}
 	default:
 		if (h.size != 0)
 			abort();
