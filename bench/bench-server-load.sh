@@ -11,7 +11,8 @@
 #   BENCH_EVENTS=N     events in the log every device sends (default 40; 0 = no event log)
 #   BENCH_WINDOW=N     connections in progress at once in the rate phases (default 128)
 #   BENCH_PERF=1       also record the server with `perf record -g` during the run (perf.data in
-#                      the state dir; `perf report -i …`)
+#                      the state dir; `perf report -i …`); BENCH_PERF=dwarf: DWARF call graphs
+#                      (mbedTLS has no frame pointers, so only these attribute its time to callers)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../tests/lib/common.sh"
@@ -90,9 +91,11 @@ if ((missing > 0)); then
 	echo "# enrolled in $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)") s"
 fi
 
-if [[ "${BENCH_PERF:-0}" == 1 ]]; then
+if [[ "${BENCH_PERF:-0}" != 0 ]]; then
 	require_cmd perf
-	perf record -g -o "$STATE/perf.data" -p "$server_pid" >"$TRUSTPC_TEST_TMP/perf.log" 2>&1 &
+	callgraph=(-g)
+	[[ "$BENCH_PERF" == dwarf ]] && callgraph=(--call-graph dwarf,16384 -F 300)
+	perf record "${callgraph[@]}" -o "$STATE/perf.data" -p "$server_pid" >"$TRUSTPC_TEST_TMP/perf.log" 2>&1 &
 	perf_pid=$!
 	cleanup_push "kill -INT $perf_pid 2>/dev/null; wait $perf_pid 2>/dev/null"
 fi
