@@ -94,7 +94,7 @@ fi
 if [[ "${BENCH_PERF:-0}" != 0 ]]; then
 	require_cmd perf
 	callgraph=(-g)
-	[[ "$BENCH_PERF" == dwarf ]] && callgraph=(--call-graph dwarf,16384 -F 300)
+	[[ "$BENCH_PERF" == dwarf ]] && callgraph=(--call-graph "dwarf,16384" -F 300)
 	perf record "${callgraph[@]}" -o "$STATE/perf.data" -p "$server_pid" >"$TRUSTPC_TEST_TMP/perf.log" 2>&1 &
 	perf_pid=$!
 	cleanup_push "kill -INT $perf_pid 2>/dev/null; wait $perf_pid 2>/dev/null"
