@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "admin-api.h"
+#include "admin-api-internal.h"
 #include "basic/encoding.h"
 #include "basic/log.h"
 #include "basic/macro.h"
@@ -24,22 +24,10 @@
 #define DEVICE_HISTORY 20U
 #define PREFIX "/api/v1/"
 
-typedef struct ApiCall {
-	const AdminContext *ctx;
-	const HttpRequest *req;
-	const char *operator;
-	OperatorRole role;
-	const char *arg; /* the {id} of /devices/{id} */
-	HttpResponse *resp;
-} ApiCall;
-
-/* json_decrefp comes with jansson >= 2.9. */
-#define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
 
 /* ---- answers ---- */
 
-static int answer_error(ApiCall *c, int status, const char *code, const char *fmt, ...) _printf_(4, 5);
-static int answer_error(ApiCall *c, int status, const char *code, const char *fmt, ...)
+int answer_error(ApiCall *c, int status, const char *code, const char *fmt, ...)
 {
 	_cleanup_free_ char *msg = NULL;
 	va_list ap;
@@ -54,7 +42,7 @@ static int answer_error(ApiCall *c, int status, const char *code, const char *fm
 }
 
 /* A store failure: logged once here, the caller learns only that it failed. */
-static int answer_internal(ApiCall *c, int r, const char *what)
+int answer_internal(ApiCall *c, int r, const char *what)
 {
 	log_error_errno(r, "Admin API: %s for %s %s failed: %m", what, c->req->method, c->req->path);
 	if (r == -ENOMEM)
@@ -64,7 +52,7 @@ static int answer_internal(ApiCall *c, int r, const char *what)
 }
 
 /* Takes ownership of j. */
-static int answer_json(ApiCall *c, int status, json_t *j)
+int answer_json(ApiCall *c, int status, json_t *j)
 {
 	char *body;
 
@@ -80,19 +68,19 @@ static int answer_json(ApiCall *c, int status, json_t *j)
 	return 0;
 }
 
-static json_t *json_time(time_t t)
+json_t *json_time(time_t t)
 {
 	return t > 0 ? json_integer((json_int_t)t) : json_null();
 }
 
-static json_t *json_string_or_null(const char *s)
+json_t *json_string_or_null(const char *s)
 {
 	return s ? json_string(s) : json_null();
 }
 
 /* Stored JSON text (posture, audit details) shown as JSON; text that does not parse is shown as a
  * string rather than dropped. */
-static json_t *json_embedded(const char *text)
+json_t *json_embedded(const char *text)
 {
 	json_t *j;
 
@@ -164,7 +152,7 @@ static int parse_query(ApiCall *c, QueryParam *params, size_t n_params)
 	return 1; /* parsed, and there was a query */
 }
 
-static int refuse_query(ApiCall *c)
+int refuse_query(ApiCall *c)
 {
 	if (c->req->query && *c->req->query)
 		return answer_error(c, 400, "bad-query", "%s takes no query parameters.", c->req->path);
@@ -174,7 +162,7 @@ static int refuse_query(ApiCall *c)
 /* ---- JSON bodies ---- */
 
 /* The body as a JSON object with only the allowed members; else a 400 answer and 1. */
-static int parse_body(ApiCall *c, const char *const *allowed, json_t **ret)
+int parse_body(ApiCall *c, const char *const *allowed, json_t **ret)
 {
 	_cleanup_json_ json_t *j = NULL;
 	json_error_t e;
@@ -205,7 +193,7 @@ static int parse_body(ApiCall *c, const char *const *allowed, json_t **ret)
 
 /* ---- devices ---- */
 
-static json_t *device_json(ApiCall *c, const DeviceRecord *d)
+json_t *device_json(ApiCall *c, const DeviceRecord *d)
 {
 	bool connected = c->ctx->is_connected && c->ctx->is_connected(c->ctx->userdata, d->device_id);
 
@@ -255,7 +243,7 @@ static int api_device_show(ApiCall *c)
 	_cleanup_(device_record_done) DeviceRecord d = {};
 	AuditEntry *hist = NULL;
 	size_t n = 0;
-	json_t *j, *h;
+	json_t *j, *h, *cmds;
 	int r;
 
 	r = refuse_query(c);
@@ -289,6 +277,15 @@ static int api_device_show(ApiCall *c)
 	    json_object_set_new(j, "tls_key_sha256", json_sha256_hex(d.tls_public, d.tls_public_size)) < 0 ||
 	    json_object_set_new(j, "ek_cert_sha256", json_sha256_hex(d.ek_cert, d.ek_cert_size)) < 0 ||
 	    json_object_set_new(j, "escrowed", json_boolean(d.escrow_json != NULL)) < 0) {
+		json_decref(j);
+		return -ENOMEM;
+	}
+	cmds = device_commands_json(c, d.device_id, &r);
+	if (!cmds) {
+		json_decref(j);
+		return r;
+	}
+	if (json_object_set_new(j, "commands", cmds) < 0) {
 		json_decref(j);
 		return -ENOMEM;
 	}
@@ -520,7 +517,11 @@ typedef struct Route {
 
 static const Route routes[] = {
     {"GET", "devices", ROLE_VIEWER, api_devices_list},
-    {"GET", "devices/", ROLE_VIEWER, api_device_show},
+    {"GET", "devices/{}", ROLE_VIEWER, api_device_show},
+    {"POST", "devices/{}/commands", ROLE_HELPDESK, api_device_command},
+    {"POST", "devices/{}/recovery-key", ROLE_ADMIN, api_recovery_key},
+    {"POST", "commands", ROLE_HELPDESK, api_fleet_command},
+    {"GET", "commands", ROLE_VIEWER, api_commands_list},
     {"POST", "tokens", ROLE_ADMIN, api_token_create},
     {"GET", "images", ROLE_VIEWER, api_images_list},
     {"POST", "images", ROLE_ADMIN, api_image_add},
@@ -528,18 +529,25 @@ static const Route routes[] = {
     {"GET", "audit/verify", ROLE_VIEWER, api_audit_verify},
 };
 
-/* Whether path (after PREFIX) matches; *ret_arg gets the {id} segment. */
+/* Whether path (after PREFIX) matches; "{}" in a route stands for one non-empty segment, which
+ * *ret_arg points to (NUL-terminated only when it is the last segment: handlers that need it
+ * elsewhere copy it with its length, see route_arg). */
 static bool route_matches(const Route *rt, const char *path, const char **ret_arg)
 {
-	size_t n = strlen(rt->path);
+	const char *hole = strstr(rt->path, "{}"), *seg_end;
+	size_t pre;
 
-	if (rt->path[n - 1] != '/') {
+	if (!hole) {
 		*ret_arg = NULL;
 		return streq(path, rt->path);
 	}
-	if (strncmp(path, rt->path, n) != 0 || !path[n] || strchr(path + n, '/'))
+	pre = (size_t)(hole - rt->path);
+	if (strncmp(path, rt->path, pre) != 0)
 		return false;
-	*ret_arg = path + n;
+	seg_end = strchrnul(path + pre, '/');
+	if (seg_end == path + pre || !streq(seg_end, hole + 2))
+		return false;
+	*ret_arg = path + pre;
 	return true;
 }
 
@@ -558,7 +566,7 @@ static const char *bearer_token(const char *authorization)
 
 int admin_api_handle(const AdminContext *ctx, const HttpRequest *req, HttpResponse *resp)
 {
-	_cleanup_free_ char *op_name = NULL;
+	_cleanup_free_ char *op_name = NULL, *arg_copy = NULL;
 	_cleanup_(http_response_done) HttpResponse out = {};
 	ApiCall c = {.ctx = ctx, .req = req, .resp = &out};
 	const Route *found = NULL;
@@ -621,7 +629,13 @@ int admin_api_handle(const AdminContext *ctx, const HttpRequest *req, HttpRespon
 		goto done;
 	}
 
-	c.arg = arg;
+	/* The {id} segment as its own string. */
+	if (arg) {
+		arg_copy = strndup(arg, strcspn(arg, "/"));
+		if (!arg_copy)
+			return -ENOMEM;
+	}
+	c.arg = arg_copy;
 	r = found->handler(&c);
 	if (r < 0)
 		return r;

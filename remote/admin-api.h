@@ -14,6 +14,14 @@
  *   POST /api/v1/images              admin     {name, pcrs: {"7": hex, …}} → 201 the image
  *   GET  /api/v1/audit?after=N&limit=M viewer  [{seq, time, actor, action, subject, details, hash}]
  *   GET  /api/v1/audit/verify        viewer    {ok, entries, first_bad_seq, last_hash}
+ *   POST /api/v1/devices/{id}/commands helpdesk {type, reason?, poweroff?, class?, policy fields?}
+ *                                               → 202 the command {id, seq, state: "queued", …}
+ *                                               (type "policy" needs admin)
+ *   POST /api/v1/commands            helpdesk  {devices: [id…] | all: true, type, …} → 202 [command
+ *                                               or {device_id, error, message}]
+ *   GET  /api/v1/commands?device=ID&limit=N viewer [command], newest first
+ *   POST /api/v1/devices/{id}/recovery-key admin {} → {device_id, luks_uuid, recovery_key}
+ *                                               (audited "recovery-key.read" before it is answered)
  *
  * Times are Unix seconds (JSON integers), null for "never". Checks in this order, so that a
  * caller without a valid token learns nothing about the routes:
@@ -27,6 +35,7 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "command-issue.h"
 #include "http.h"
 #include "store.h"
 
@@ -37,6 +46,14 @@ typedef struct AdminContext {
 	bool (*is_connected)(void *userdata, const char *device_id);
 	void *userdata;
 	time_t now; /* the request's time (reserved for time-based answers) */
+	/* Command signing (NULL: the command routes answer 503). */
+	const CommandIssueKeys *commands;
+	/* Called after a command was committed, so the server can deliver it to a connected device
+	 * at once; may be NULL. */
+	void (*command_queued)(void *userdata, const char *device_id);
+	/* The escrow private key file, read per request so the key is not kept in memory (NULL: the
+	 * recovery-key route answers 503). */
+	const char *escrow_key_path;
 } AdminContext;
 
 /* Always fills resp (any status, JSON body) and returns 0, except -ENOMEM (resp untouched: answer

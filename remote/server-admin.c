@@ -97,6 +97,9 @@ static int admin_input(ServerConn *c)
 	    .is_connected = server_is_connected,
 	    .userdata = c->server,
 	    .now = time(NULL),
+	    .commands = &c->server->command_issue,
+	    .command_queued = server_device_command_queued,
+	    .escrow_key_path = c->server->keys.escrow_key_path,
 	};
 	r = admin_api_handle(&ctx, req, &resp);
 	if (r < 0)

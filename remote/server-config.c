@@ -36,6 +36,9 @@ const char server_config_default_text[] =
     "heartbeat = 60\n"
     "# Seconds a client has to finish the TLS handshake and attestation (or an enrollment step).\n"
     "attest_timeout = 30\n"
+    "# Seconds a signed command stays valid (exp = issue time + this); a device offline longer\n"
+    "# refuses it as expired. 7 days by default.\n"
+    "command_ttl = 604800\n"
     "# Enrollment + device connections at once; more wait in the kernel's backlog.\n"
     "max_connections = 16384\n"
     "# Validity of the device certificates issued at enrollment, in days.\n"
@@ -54,6 +57,7 @@ void server_config_init(ServerConfig *c)
 	    .policy_pcrs = PCR_BIT(7) | PCR_BIT(11),
 	    .heartbeat = 60,
 	    .attest_timeout = 30,
+	    .command_ttl = 7U * 24U * 3600U,
 	    .max_connections = 16384,
 	    .device_cert_days = 3650,
 	};
@@ -153,6 +157,14 @@ int server_config_set(ServerConfig *c, const char *key, const char *value, const
 			return log_error_errno(EINVAL, "%s: max_connections = '%s' must be 1-1000000.",
 					       origin, value);
 		c->max_connections = (uint32_t)u;
+		return 0;
+	}
+	if (streq(key, "command_ttl")) {
+		/* ≥ 1 min: it must outlive delivery; ≤ 1 year: a lost command must not stay valid forever. */
+		if (set_uint(60, 366U * 24U * 3600U, value, &u) < 0)
+			return log_error_errno(EINVAL, "%s: command_ttl = '%s' must be 60-31622400 seconds.",
+					       origin, value);
+		c->command_ttl = (uint32_t)u;
 		return 0;
 	}
 	if (streq(key, "device_cert_days")) {

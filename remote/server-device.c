@@ -34,6 +34,9 @@ typedef struct DeviceSession {
 	uint32_t pcr_mask; /* what the challenge asked for */
 	uint8_t ak_point[65];
 	char *image; /* the device's image, may be NULL */
+	DeviceState state; /* the attestation's verdict (DEVICE_ATTESTED) */
+	uint64_t sent_seq; /* highest command seq sent on this connection */
+	EcKey *tls_key;	   /* the registered TLS key: verifies command results */
 } DeviceSession;
 
 static void device_reject(ServerConn *c, const char *code, const char *reason)
@@ -92,6 +95,12 @@ static int device_established(ServerConn *c)
 		    c, "not-enrolled",
 		    "client certificate key is not the one registered for this device (re-enrolled since?)");
 		return -EPERM;
+	}
+	r = ec_key_from_spki_der(rec.tls_public, rec.tls_public_size, &d->tls_key);
+	if (r < 0) {
+		log_error_errno(r, "Device %s: its registered TLS key is unusable: %m.", cn);
+		device_reject(c, "internal", "registered TLS key is unusable; enroll again");
+		return r;
 	}
 	r = tpm2_ak_public_check(rec.ak_public, rec.ak_public_size, ak_name, d->ak_point, &why);
 	if (r < 0) {
@@ -323,7 +332,36 @@ static int on_attest(ServerConn *c, const ProtoMessage *m)
 	if (r < 0)
 		return r;
 	d->phase = DEVICE_ATTESTED;
-	return conn_set_deadline(c, 3 * (uint64_t)s->config.heartbeat);
+	d->state = state;
+	r = conn_set_deadline(c, 3 * (uint64_t)s->config.heartbeat);
+	if (r < 0)
+		return r;
+	/* Commands that waited for this device, after the verdict it must know first. */
+	return server_commands_deliver(c, d->entry.device_id, d->state, &d->sent_seq);
+}
+
+void server_device_command_queued(void *userdata, const char *device_id)
+{
+	Server *s = userdata;
+	ServerConn *c = server_device_find(s, device_id);
+	DeviceSession *d = c ? c->session : NULL;
+
+	/* Not connected, or still attesting: on_attest delivers it. */
+	if (!d || d->phase != DEVICE_ATTESTED || c->closing || c->dead)
+		return;
+	if (server_commands_deliver(c, device_id, d->state, &d->sent_seq) < 0)
+		conn_close(c);
+}
+
+static int on_result(ServerConn *c, const ProtoMessage *m)
+{
+	DeviceSession *d = c->session;
+	DeviceCommandPeer peer = {
+	    .device_id = d->entry.device_id,
+	    .tls_key = d->tls_key,
+	    .ak_point = d->ak_point,
+	};
+	return server_command_result(c, &peer, m);
 }
 
 static bool luks_uuid_valid(const char *s)
@@ -421,6 +459,8 @@ static int device_message(ServerConn *c, const ProtoMessage *m)
 		return r;
 	case PROTO_ESCROW:
 		return on_escrow(c, m);
+	case PROTO_RESULT:
+		return on_result(c, m);
 	default:
 		snprintf(msg, sizeof(msg), "unexpected '%s' message", proto_type_name(m->type));
 		device_reject(c, "bad-message", msg);
@@ -451,6 +491,7 @@ static void device_closed(ServerConn *c)
 	if (d->registered)
 		server_device_unregister(c->server, &d->entry);
 	free(d->image);
+	ec_key_free(d->tls_key);
 	free(d);
 	c->session = NULL;
 }

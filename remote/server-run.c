@@ -118,6 +118,8 @@ static void server_keys_done(ServerKeys *k)
 	free(k->policy_spki);
 	free(k->escrow_spki);
 	free(k->tpm_ca_pem);
+	ec_key_free(k->command_key);
+	free(k->escrow_key_path);
 	*k = (ServerKeys){};
 }
 
@@ -151,6 +153,21 @@ static int server_keys_load(Server *s)
 		r = ec_key_fingerprint(escrow, k->escrow_kid);
 	if (r < 0)
 		return log_error_errno(r, "Cannot encode the escrow key: %m.");
+
+	r = load_key(s->state_dir, "command.key", &k->command_key);
+	if (r < 0)
+		return r;
+	/* Only the path: the escrow private key is read when an admin asks for a recovery key and
+	 * dropped again, never held by the process that talks to the network all day. */
+	k->escrow_key_path = server_path(s->state_dir, "escrow.key");
+	if (!k->escrow_key_path)
+		return log_oom();
+	s->command_issue = (CommandIssueKeys){
+	    .command_key = k->command_key,
+	    .policy_key = k->policy_key,
+	    .policy_pcrs = s->config.policy_pcrs,
+	    .ttl = s->config.command_ttl,
+	};
 
 	if (!s->config.tpm_ca)
 		return log_error_errno(EINVAL,

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <systemd/sd-event.h>
 
+#include "command-issue.h"
 #include "crypto/crypto.h"
 #include "proto/proto.h"
 #include "store.h"
@@ -51,6 +52,7 @@ typedef struct ServerConfig {
 	uint32_t max_connections;  /* enroll + device connections at once */
 	uint32_t device_cert_days; /* validity of issued device certificates */
 	char *default_image;	   /* image of devices whose token names none, may be NULL */
+	uint32_t command_ttl;	   /* seconds a signed command stays valid */
 } ServerConfig;
 
 void server_config_init(ServerConfig *c);
@@ -97,6 +99,8 @@ typedef struct ServerKeys {
 	size_t escrow_spki_size;
 	uint8_t escrow_kid[SHA256_SIZE];
 	char *tpm_ca_pem; /* EK certificates must chain to this bundle */
+	EcKey *command_key; /* signs commands */
+	char *escrow_key_path; /* read per recovery-key request, not kept in memory */
 } ServerKeys;
 
 struct Server {
@@ -105,6 +109,7 @@ struct Server {
 	sd_event *event;
 	Store *store;
 	ServerKeys keys;
+	CommandIssueKeys command_issue; /* points into keys and config */
 	Listener listeners[_LISTENER_MAX];
 	ServerConn *conns; /* all open connections (list) */
 	size_t n_conns;
@@ -197,6 +202,22 @@ int server_device_register(Server *s, DeviceEntry *e);
 void server_device_unregister(Server *s, DeviceEntry *e);
 ServerConn *server_device_find(Server *s, const char *device_id);
 bool server_is_connected(void *userdata, const char *device_id);
+
+/* ---- commands on the device port (server-command.c) ---- */
+/* Sends the device's pending commands with seq > *sent_seq in seq order (a quarantined device
+ * only lock/unlock/wipe), marking each delivered; *sent_seq follows. Store failures are logged
+ * and leave the commands pending. < 0 only when the connection failed. */
+int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState state, uint64_t *sent_seq);
+typedef struct DeviceCommandPeer {
+	const char *device_id;
+	const EcKey *tls_key; /* the registered TLS key: results are signed with it */
+	const uint8_t *ak_point; /* 65 bytes: the quotes of lock/wipe results */
+} DeviceCommandPeer;
+/* A `result` message: verified, matched to a delivered command of this device, recorded.
+ * Refusals are logged and audited ("command.result-refused"); the connection stays. */
+int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const ProtoMessage *m);
+/* AdminContext.command_queued: deliver now when the device is connected and attested. */
+void server_device_command_queued(void *userdata, const char *device_id);
 
 /* ---- verbs ---- */
 typedef struct ServerArgs {

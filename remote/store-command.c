@@ -128,7 +128,7 @@ static int commands_from_rows(Store *s, sqlite3_stmt *st, CommandRecord **ret, s
 
 /* The audit details: built with jansson so operator text (a lock reason) is escaped. */
 static char *command_audit_details(const CommandRecord *c, const char *reason, bool has_epoch,
-				   uint64_t epoch)
+				   uint64_t epoch, bool quoted)
 {
 	json_t *o = json_pack("{s:s,s:I,s:s}", "id", c->id, "seq", (json_int_t)c->seq, "type", c->type);
 	char *text;
@@ -143,6 +143,8 @@ static char *command_audit_details(const CommandRecord *c, const char *reason, b
 		json_object_set_new(o, "reason", json_string(reason));
 	if (has_epoch)
 		json_object_set_new(o, "epoch", json_integer((json_int_t)epoch));
+	if (quoted)
+		json_object_set_new(o, "quote", json_true());
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	return text;
@@ -210,7 +212,7 @@ int store_command_enqueue(Store *s, CommandRecord *c, StoreCommandSignFn sign_fn
 		return r;
 
 	c->seq = seq;
-	details = command_audit_details(c, NULL, false, 0);
+	details = command_audit_details(c, NULL, false, 0, false);
 	if (!details)
 		return -ENOMEM;
 	r = store_audit_append_locked(s, c->issuer, "command.queue", c->device_id, details);
@@ -358,8 +360,9 @@ int store_command_finish(Store *s, const char *id, const CommandOutcome *o, time
 	if (sqlite3_changes(s->db) != 1)
 		return -ESTALE; /* it exists (read above): finished before */
 
-	details = command_audit_details(&c, o->reason, o->has_epoch, o->epoch);
-	if (!details || asprintf(&actor, "device:%s", c.device_id) < 0 ||
+	details = command_audit_details(&c, o->reason, o->has_epoch, o->epoch, o->quoted);
+	if (!details ||
+	    (o->actor ? !(actor = strdup(o->actor)) : asprintf(&actor, "device:%s", c.device_id) < 0) ||
 	    asprintf(&action, "command.%s", command_state_name(o->state)) < 0)
 		return -ENOMEM;
 	r = store_audit_append_locked(s, actor, action, c.device_id, details);

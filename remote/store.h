@@ -204,6 +204,8 @@ typedef struct CommandOutcome {
 	size_t result_cose_size;
 	bool has_epoch;
 	uint64_t epoch;
+	bool quoted;	   /* the result came with a verified TPM quote (audit details "quote") */
+	const char *actor; /* for the audit row; NULL = "device:<id>" (the server finishes superseded ones) */
 } CommandOutcome;
 int store_command_finish(Store *s, const char *id, const CommandOutcome *o, time_t when);
 /* The newest `limit` (1..10000) commands of device_id (NULL: of all devices), newest first. */
