@@ -51,15 +51,15 @@ typedef struct PolicyKey {
 	const char *type_reason, *value_reason, *missing_reason;
 } PolicyKey;
 
-#define KEY(n, max_)                                                                                 \
-	{                                                                                            \
-		.name = n, .max = max_, .type_reason = "policy." n ": wrong type",                   \
-		.value_reason = "policy." n ": bad value", .missing_reason = "policy." n ": missing", \
+#define KEY(n, max_)                                                                                        \
+	{                                                                                                   \
+		.name = n, .max = max_, .type_reason = "policy." n ": wrong type",                          \
+		.value_reason = "policy." n ": bad value", .missing_reason = "policy." n ": missing",       \
 	}
 
 static const PolicyKey policy_keys[] = {
-	KEY("version", INT64_MAX),       KEY("heartbeat", UINT32_MAX), KEY("offline_lease", INT64_MAX),
-	KEY("usb_storage", 0),           KEY("screen_lock", UINT32_MAX),
+    KEY("version", INT64_MAX), KEY("heartbeat", UINT32_MAX),   KEY("offline_lease", INT64_MAX),
+    KEY("usb_storage", 0),     KEY("screen_lock", UINT32_MAX),
 };
 
 int device_policy_parse_json(const char *json, size_t n, DevicePolicy *ret, const char **ret_reason)
@@ -112,7 +112,8 @@ int device_policy_parse_json(const char *json, size_t n, DevicePolicy *ret, cons
 			reason = policy_keys[k].type_reason;
 			goto fail;
 		}
-		if (json_integer_value(value) < 0 || (uint64_t)json_integer_value(value) > policy_keys[k].max) {
+		if (json_integer_value(value) < 0 ||
+		    (uint64_t)json_integer_value(value) > policy_keys[k].max) {
 			reason = policy_keys[k].value_reason;
 			goto fail;
 		}
@@ -126,11 +127,11 @@ int device_policy_parse_json(const char *json, size_t n, DevicePolicy *ret, cons
 		}
 
 	p = (DevicePolicy){
-		.version = v[0],
-		.heartbeat = (uint32_t)v[1],
-		.offline_lease = v[2],
-		.usb_storage = v[3] != 0,
-		.screen_lock = (uint32_t)v[4],
+	    .version = v[0],
+	    .heartbeat = (uint32_t)v[1],
+	    .offline_lease = v[2],
+	    .usb_storage = v[3] != 0,
+	    .screen_lock = (uint32_t)v[4],
 	};
 	r = device_policy_check(&p, true, &reason);
 	if (r < 0)

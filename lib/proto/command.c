@@ -26,16 +26,16 @@
 #define WIPE_CLASS_MAX 64
 
 static const char *const type_names[] = {
-	[COMMAND_LOCK] = "lock",
-	[COMMAND_UNLOCK] = "unlock",
-	[COMMAND_WIPE] = "wipe",
-	[COMMAND_POLICY] = "policy",
+    [COMMAND_LOCK] = "lock",
+    [COMMAND_UNLOCK] = "unlock",
+    [COMMAND_WIPE] = "wipe",
+    [COMMAND_POLICY] = "policy",
 };
 
 static const char *const status_names[] = {
-	[RESULT_DONE] = "done",
-	[RESULT_REJECTED] = "rejected",
-	[RESULT_FAILED] = "failed",
+    [RESULT_DONE] = "done",
+    [RESULT_REJECTED] = "rejected",
+    [RESULT_FAILED] = "failed",
 };
 
 const char *command_type_name(CommandType t)
@@ -136,8 +136,8 @@ static bool class_ok(const uint8_t *s, size_t n)
 	if (n == 0 || n > WIPE_CLASS_MAX || s[0] == '.')
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      s[i] == '_' || s[i] == '-' || s[i] == '.'))
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
 			return false;
 	return true;
 }
@@ -158,10 +158,10 @@ typedef struct Reasons {
 	const char *type, *size, *value, *dup, *missing;
 } Reasons;
 
-#define REASONS(name)                                                                                \
-	{                                                                                            \
-		.type = name ": wrong type", .size = name ": wrong size", .value = name ": bad value", \
-		.dup = name ": duplicate key", .missing = name ": missing",                          \
+#define REASONS(name)                                                                                       \
+	{                                                                                                   \
+		.type = name ": wrong type", .size = name ": wrong size", .value = name ": bad value",      \
+		.dup = name ": duplicate key", .missing = name ": missing",                                 \
 	}
 
 /* One map of a document: its keys and the reasons for the map as a whole. */
@@ -172,12 +172,12 @@ typedef struct MapSpec {
 	const char *not_map, *unknown_key, *key_type, *truncated, *indefinite, *malformed;
 } MapSpec;
 
-#define MAP_SPEC(name, keys_, reasons_)                                                              \
-	{                                                                                            \
-		.keys = keys_, .r = reasons_, .n_keys = ELEMENTSOF(keys_), .not_map = name ": wrong type", \
-		.unknown_key = name ": unknown key", .key_type = name ": key not a text string",      \
-		.truncated = name ": truncated", .indefinite = name ": indefinite length",           \
-		.malformed = name ": malformed CBOR",                                                \
+#define MAP_SPEC(name, keys_, reasons_)                                                                     \
+	{                                                                                                   \
+		.keys = keys_, .r = reasons_, .n_keys = ELEMENTSOF(keys_), .not_map = name ": wrong type",  \
+		.unknown_key = name ": unknown key", .key_type = name ": key not a text string",            \
+		.truncated = name ": truncated", .indefinite = name ": indefinite length",                  \
+		.malformed = name ": malformed CBOR",                                                       \
 	}
 
 typedef struct Dec {
@@ -348,19 +348,20 @@ static const char *const wipe_keys[] = {"class"};
 static const Reasons wipe_reasons[] = {REASONS("command.args.class")};
 static const MapSpec wipe_spec = MAP_SPEC("command.args", wipe_keys, wipe_reasons);
 
-static const char *const policy_keys[] = {"version", "heartbeat", "offline_lease", "usb_storage", "screen_lock"};
+static const char *const policy_keys[] = {"version", "heartbeat", "offline_lease", "usb_storage",
+					  "screen_lock"};
 static const Reasons policy_reasons[] = {
-	REASONS("command.args.version"),     REASONS("command.args.heartbeat"),
-	REASONS("command.args.offline_lease"), REASONS("command.args.usb_storage"),
-	REASONS("command.args.screen_lock"),
+    REASONS("command.args.version"),	   REASONS("command.args.heartbeat"),
+    REASONS("command.args.offline_lease"), REASONS("command.args.usb_storage"),
+    REASONS("command.args.screen_lock"),
 };
 static const MapSpec policy_spec = MAP_SPEC("command.args", policy_keys, policy_reasons);
 
 static const MapSpec *const args_specs[] = {
-	[COMMAND_LOCK] = &lock_spec,
-	[COMMAND_UNLOCK] = &unlock_spec,
-	[COMMAND_WIPE] = &wipe_spec,
-	[COMMAND_POLICY] = &policy_spec,
+    [COMMAND_LOCK] = &lock_spec,
+    [COMMAND_UNLOCK] = &unlock_spec,
+    [COMMAND_WIPE] = &wipe_spec,
+    [COMMAND_POLICY] = &policy_spec,
 };
 
 static int dec_arg(Dec *d, Command *c, size_t k)
@@ -448,8 +449,8 @@ static int dec_args(Dec *d, Command *c)
 enum { CK_ID, CK_DEVICE, CK_SEQ, CK_IAT, CK_EXP, CK_TYPE, CK_ARGS, CK_ISSUER };
 static const char *const command_keys[] = {"id", "device", "seq", "iat", "exp", "type", "args", "issuer"};
 static const Reasons command_reasons[] = {
-	REASONS("command.id"),  REASONS("command.device"), REASONS("command.seq"),  REASONS("command.iat"),
-	REASONS("command.exp"), REASONS("command.type"),   REASONS("command.args"), REASONS("command.issuer"),
+    REASONS("command.id"),  REASONS("command.device"), REASONS("command.seq"),	REASONS("command.iat"),
+    REASONS("command.exp"), REASONS("command.type"),   REASONS("command.args"), REASONS("command.issuer"),
 };
 static const MapSpec command_spec = MAP_SPEC("command", command_keys, command_reasons);
 
@@ -561,10 +562,10 @@ static int command_check(const Command *c)
 	case COMMAND_UNLOCK:
 		return ctext_ok(c->args.unlock.policy, 1, PROTO_BLOB_MAX) ? 0 : -EINVAL;
 	case COMMAND_WIPE:
-		return c->args.wipe.class_name &&
-				       class_ok((const uint8_t *)c->args.wipe.class_name, strlen(c->args.wipe.class_name))
-			       ? 0
-			       : -EINVAL;
+		return c->args.wipe.class_name && class_ok((const uint8_t *)c->args.wipe.class_name,
+							   strlen(c->args.wipe.class_name))
+			   ? 0
+			   : -EINVAL;
 	case COMMAND_POLICY:
 		return device_policy_check(&c->args.policy, false, NULL) < 0 ? -EINVAL : 0;
 	}
@@ -692,8 +693,8 @@ int command_verify(const EcKey *command_key, const char *device_id, uint64_t las
 		goto fail;
 	}
 	/* 2. signature: kid (-ENOKEY), then ES256 over the payload and our external_aad */
-	r = cose_sign1_verify(command_key, COMMAND_AAD, strlen(COMMAND_AAD), cose, n, &payload, &payload_size,
-			      &reason);
+	r = cose_sign1_verify(command_key, COMMAND_AAD, strlen(COMMAND_AAD), cose, n, &payload,
+			      &payload_size, &reason);
 	if (r < 0)
 		goto fail;
 	/* 3. the payload, now that it is known to come from the command key */
@@ -710,7 +711,8 @@ int command_verify(const EcKey *command_key, const char *device_id, uint64_t las
 	 * answers a redelivery of the last one (same id) with the result it stored. */
 	if (c.seq <= last_seq) {
 		reason = "command: sequence not above the last executed one (replayed or old)";
-		log_debug("Refusing command %s: %s (seq %" PRIu64 " <= %" PRIu64 ")", c.id, reason, c.seq, last_seq);
+		log_debug("Refusing command %s: %s (seq %" PRIu64 " <= %" PRIu64 ")", c.id, reason, c.seq,
+			  last_seq);
 		if (ret_reason)
 			*ret_reason = reason;
 		*ret = c;
@@ -751,10 +753,11 @@ fail:
 /* ---- results ---- */
 
 enum { RK_ID, RK_DEVICE, RK_SEQ, RK_TYPE, RK_STATUS, RK_REASON, RK_TIME, RK_EPOCH };
-static const char *const result_keys[] = {"id", "device", "seq", "type", "status", "reason", "time", "epoch"};
+static const char *const result_keys[] = {"id",	    "device", "seq",  "type",
+					  "status", "reason", "time", "epoch"};
 static const Reasons result_reasons[] = {
-	REASONS("result.id"),     REASONS("result.device"), REASONS("result.seq"),  REASONS("result.type"),
-	REASONS("result.status"), REASONS("result.reason"), REASONS("result.time"), REASONS("result.epoch"),
+    REASONS("result.id"),     REASONS("result.device"), REASONS("result.seq"),	REASONS("result.type"),
+    REASONS("result.status"), REASONS("result.reason"), REASONS("result.time"), REASONS("result.epoch"),
 };
 static const MapSpec result_spec = MAP_SPEC("result", result_keys, result_reasons);
 
@@ -766,7 +769,8 @@ static int result_check(const CommandResult *r)
 	return 0;
 }
 
-int command_result_sign(const EcKey *device_key, const CommandResult *r, uint8_t **ret_cose, size_t *ret_size)
+int command_result_sign(const EcKey *device_key, const CommandResult *r, uint8_t **ret_cose,
+			size_t *ret_size)
 {
 	ProtoCborWriter w = {.max = COSE_MAX_SIZE};
 	int k;
@@ -898,7 +902,8 @@ int command_result_verify(const EcKey *device_key, const uint8_t *cose, size_t n
 		r = -EFBIG;
 		goto fail;
 	}
-	r = cose_sign1_verify(device_key, RESULT_AAD, strlen(RESULT_AAD), cose, n, &payload, &payload_size, &reason);
+	r = cose_sign1_verify(device_key, RESULT_AAD, strlen(RESULT_AAD), cose, n, &payload, &payload_size,
+			      &reason);
 	if (r < 0)
 		goto fail;
 	r = result_decode(payload, payload_size, ret, &reason);

@@ -27,8 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_NOW UINT64_C(1800000000)
 
 static const uint8_t command_scalar[32] = {
-	0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10,
-	0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x20,
+    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10,
+    0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x20,
 };
 static const char device_scalar_hex[] = "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabb01";
 
@@ -51,12 +51,13 @@ static bool command_valid(const Command *c)
 
 static bool command_same(const Command *a, const Command *b)
 {
-	if (!streq(a->id, b->id) || !streq(a->device_id, b->device_id) || a->seq != b->seq || a->iat != b->iat ||
-	    a->exp != b->exp || a->type != b->type || !streq(a->issuer, b->issuer))
+	if (!streq(a->id, b->id) || !streq(a->device_id, b->device_id) || a->seq != b->seq ||
+	    a->iat != b->iat || a->exp != b->exp || a->type != b->type || !streq(a->issuer, b->issuer))
 		return false;
 	switch (a->type) {
 	case COMMAND_LOCK:
-		return streq(a->args.lock.reason, b->args.lock.reason) && a->args.lock.poweroff == b->args.lock.poweroff;
+		return streq(a->args.lock.reason, b->args.lock.reason) &&
+		       a->args.lock.poweroff == b->args.lock.poweroff;
 	case COMMAND_UNLOCK:
 		return streq(a->args.unlock.policy, b->args.unlock.policy);
 	case COMMAND_WIPE:
@@ -93,7 +94,8 @@ static void check_command(const EcKey *key, const uint8_t *cose, size_t n)
 			abort();
 		return;
 	}
-	if (!command_valid(&c) || c.seq <= FUZZ_LAST_SEQ || !streq(c.device_id, FUZZ_DEVICE) || FUZZ_NOW > c.exp)
+	if (!command_valid(&c) || c.seq <= FUZZ_LAST_SEQ || !streq(c.device_id, FUZZ_DEVICE) ||
+	    FUZZ_NOW > c.exp)
 		abort();
 	/* what we accept, the server's signer writes the same way */
 	if (command_sign(key, &c, &resigned, &m) < 0 ||
@@ -119,7 +121,8 @@ static void check_result(const EcKey *key, const uint8_t *cose, size_t n)
 			abort();
 		return;
 	}
-	if (!res.reason || !result_status_name(res.status) || (res.type != 0 && !command_type_name(res.type)))
+	if (!res.reason || !result_status_name(res.status) ||
+	    (res.type != 0 && !command_type_name(res.type)))
 		abort();
 	if (command_result_sign(key, &res, &resigned, &m) < 0 ||
 	    command_result_verify(key, resigned, m, &again, NULL) < 0 || !streq(res.id, again.id) ||

@@ -22,8 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (p.version == 0 || p.heartbeat == 0)
 		abort();
-	if (device_policy_format_json(&p, &text) < 0 || device_policy_parse_json(text, strlen(text), &q, &why) < 0 ||
-	    p.version != q.version || p.heartbeat != q.heartbeat || p.offline_lease != q.offline_lease ||
+	if (device_policy_format_json(&p, &text) < 0 ||
+	    device_policy_parse_json(text, strlen(text), &q, &why) < 0 || p.version != q.version ||
+	    p.heartbeat != q.heartbeat || p.offline_lease != q.offline_lease ||
 	    p.usb_storage != q.usb_storage || p.screen_lock != q.screen_lock)
 		abort();
 	free(text);

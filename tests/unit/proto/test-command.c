@@ -34,8 +34,9 @@ static int setup(void **state)
 	_cleanup_free_ uint8_t *spki = NULL;
 	size_t n;
 
-	if (ec_key_generate(&cmd_key) < 0 || ec_key_generate(&dev_key) < 0 || ec_key_generate(&other_key) < 0 ||
-	    ec_key_public_spki_der(cmd_key, &spki, &n) < 0 || ec_key_from_spki_der(spki, n, &cmd_pub) < 0)
+	if (ec_key_generate(&cmd_key) < 0 || ec_key_generate(&dev_key) < 0 ||
+	    ec_key_generate(&other_key) < 0 || ec_key_public_spki_der(cmd_key, &spki, &n) < 0 ||
+	    ec_key_from_spki_der(spki, n, &cmd_pub) < 0)
 		return -1;
 	return 0;
 }
@@ -52,14 +53,14 @@ static int teardown(void **state)
 static Command lock_command(void)
 {
 	return (Command){
-		.id = CID,
-		.device_id = DEV,
-		.seq = 7,
-		.iat = NOW - 10,
-		.exp = NOW + 600,
-		.type = COMMAND_LOCK,
-		.issuer = (char *)"alice",
-		.args.lock = {.reason = (char *)"laptop stolen", .poweroff = true},
+	    .id = CID,
+	    .device_id = DEV,
+	    .seq = 7,
+	    .iat = NOW - 10,
+	    .exp = NOW + 600,
+	    .type = COMMAND_LOCK,
+	    .issuer = (char *)"alice",
+	    .args.lock = {.reason = (char *)"laptop stolen", .poweroff = true},
 	};
 }
 
@@ -82,7 +83,8 @@ static void expect_refused(const EcKey *k, const char *dev, uint64_t last, uint6
 	memset(&out, 'X', sizeof(out));
 	r = command_verify(k, dev, last, now, cose, n, &out, &reason);
 	if (r != err)
-		fail_msg("command_verify: %d (%s), expected %d (%s)", r, strna(reason), err, reason_expected);
+		fail_msg("command_verify: %d (%s), expected %d (%s)", r, strna(reason), err,
+			 reason_expected);
 	if (!reason || !streq(reason, reason_expected))
 		fail_msg("reason \"%s\", expected \"%s\"", strna(reason), reason_expected);
 	assert_int_equal(out.id[0], 'X');
@@ -167,11 +169,14 @@ static void test_roundtrip(void **state)
 
 	c = lock_command();
 	c.type = COMMAND_POLICY;
-	c.args.policy = (DevicePolicy){.version = 3, .heartbeat = 60, .offline_lease = 72 * 3600, .usb_storage = true,
+	c.args.policy = (DevicePolicy){.version = 3,
+				       .heartbeat = 60,
+				       .offline_lease = 72 * 3600,
+				       .usb_storage = true,
 				       .screen_lock = 300};
 	roundtrip(&c);
-	c.args.policy = (DevicePolicy){.version = INT64_MAX, .heartbeat = UINT32_MAX, .offline_lease = 0,
-				       .screen_lock = UINT32_MAX};
+	c.args.policy = (DevicePolicy){
+	    .version = INT64_MAX, .heartbeat = UINT32_MAX, .offline_lease = 0, .screen_lock = UINT32_MAX};
 	roundtrip(&c);
 
 	c = lock_command();
@@ -202,13 +207,13 @@ static void test_sign_refuses(void **state)
 	size_t n = 777;
 	Command c;
 
-#define REFUSE(mutate, err)                                                                          \
-	do {                                                                                         \
-		c = lock_command();                                                                  \
-		mutate;                                                                              \
-		assert_int_equal(command_sign(cmd_key, &c, &cose, &n), err);                         \
-		assert_ptr_equal(cose, (uint8_t *)0x1);                                              \
-		assert_int_equal(n, 777);                                                            \
+#define REFUSE(mutate, err)                                                                                 \
+	do {                                                                                                \
+		c = lock_command();                                                                         \
+		mutate;                                                                                     \
+		assert_int_equal(command_sign(cmd_key, &c, &cose, &n), err);                                \
+		assert_ptr_equal(cose, (uint8_t *)0x1);                                                     \
+		assert_int_equal(n, 777);                                                                   \
 	} while (0)
 
 	REFUSE(strcpy(c.device_id, "00112233445566778899AABBCCDDEEFF"), -EINVAL);
@@ -225,8 +230,10 @@ static void test_sign_refuses(void **state)
 	REFUSE((c.type = COMMAND_WIPE, c.args.wipe.class_name = (char *)"../etc"), -EINVAL);
 	REFUSE((c.type = COMMAND_WIPE, c.args.wipe.class_name = (char *)""), -EINVAL);
 	REFUSE((c.type = COMMAND_WIPE, c.args.wipe.class_name = (char *)"a/b"), -EINVAL);
-	REFUSE((c.type = COMMAND_POLICY, c.args.policy = (DevicePolicy){.version = 1}), -EINVAL); /* heartbeat 0 */
-	REFUSE((c.type = COMMAND_POLICY, c.args.policy = (DevicePolicy){.heartbeat = 1}), -EINVAL); /* version 0 */
+	REFUSE((c.type = COMMAND_POLICY, c.args.policy = (DevicePolicy){.version = 1}),
+	       -EINVAL); /* heartbeat 0 */
+	REFUSE((c.type = COMMAND_POLICY, c.args.policy = (DevicePolicy){.heartbeat = 1}),
+	       -EINVAL); /* version 0 */
 	memset(policy_big, 'p', PROTO_BLOB_MAX + 1);
 	REFUSE((c.type = COMMAND_UNLOCK, c.args.unlock.policy = policy_big), -EINVAL);
 	/* within its own bound but the envelope would be larger than any verifier takes */
@@ -293,8 +300,13 @@ static void test_flipped_bytes(void **state)
 static void test_result_as_command(void **state)
 {
 	_cleanup_free_ uint8_t *cose = NULL;
-	CommandResult res = {.id = CID, .device_id = DEV, .seq = 7, .type = COMMAND_LOCK, .status = RESULT_DONE,
-			     .reason = (char *)"", .time = NOW};
+	CommandResult res = {.id = CID,
+			     .device_id = DEV,
+			     .seq = 7,
+			     .type = COMMAND_LOCK,
+			     .status = RESULT_DONE,
+			     .reason = (char *)"",
+			     .time = NOW};
 	Command c = lock_command();
 	size_t n;
 
@@ -322,12 +334,14 @@ static void test_oversize(void **state)
 	const char *reason = NULL;
 
 	assert_non_null(big);
-	expect_refused(cmd_pub, DEV, 0, NOW, big, COSE_MAX_SIZE + 1, -EFBIG, "command: larger than COSE_MAX_SIZE");
+	expect_refused(cmd_pub, DEV, 0, NOW, big, COSE_MAX_SIZE + 1, -EFBIG,
+		       "command: larger than COSE_MAX_SIZE");
 	assert_int_equal(command_result_verify(dev_key, big, COSE_MAX_SIZE + 1, &out, &reason), -EFBIG);
 	assert_string_equal(reason, "result: larger than COSE_MAX_SIZE");
 	assert_int_equal(out.seq, 4242);
 	/* garbage of an acceptable size is malformed, not oversized */
-	expect_refused(cmd_pub, DEV, 0, NOW, big, COSE_MAX_SIZE, -EBADMSG, "COSE: not a COSE_Sign1 array of 4");
+	expect_refused(cmd_pub, DEV, 0, NOW, big, COSE_MAX_SIZE, -EBADMSG,
+		       "COSE: not a COSE_Sign1 array of 4");
 	expect_refused(cmd_pub, DEV, 0, NOW, big, 0, -EBADMSG, "COSE: truncated");
 }
 
@@ -358,7 +372,8 @@ static void test_stale(void **state)
 
 		/* seq == last: a redelivery; seq < last: an old command, replayed or re-sent */
 		assert_int_equal(command_verify(cmd_pub, DEV, last, NOW, cose, n, &out, &reason), -ESTALE);
-		assert_string_equal(reason, "command: sequence not above the last executed one (replayed or old)");
+		assert_string_equal(reason,
+				    "command: sequence not above the last executed one (replayed or old)");
 		/* filled, so that the redelivery of the last one gets its stored result */
 		assert_string_equal(out.id, CID);
 		assert_int_equal(out.seq, 7);
@@ -391,7 +406,8 @@ static void test_time(void **state)
 		/* the last second is still valid; so is a clock the skew behind */
 		assert_int_equal(command_verify(cmd_pub, DEV, 0, c.exp, cose, n, &out, NULL), 0);
 		command_done(&out);
-		assert_int_equal(command_verify(cmd_pub, DEV, 0, c.iat - COMMAND_CLOCK_SKEW, cose, n, &out, NULL), 0);
+		assert_int_equal(
+		    command_verify(cmd_pub, DEV, 0, c.iat - COMMAND_CLOCK_SKEW, cose, n, &out, NULL), 0);
 	}
 	expect_refused(cmd_pub, DEV, 0, c.iat - COMMAND_CLOCK_SKEW - 1, cose, n, -ETIME,
 		       "command: issued in the future");
@@ -402,7 +418,8 @@ static void test_time(void **state)
 /* Signs payload with the command key as a command (external_aad "trustpc-command"). */
 static void sign_payload(const CborBuild *p, uint8_t **cose, size_t *n)
 {
-	assert_int_equal(cose_sign1_sign(cmd_key, "trustpc-command", strlen("trustpc-command"), p->b, p->n, cose, n), 0);
+	assert_int_equal(
+	    cose_sign1_sign(cmd_key, "trustpc-command", strlen("trustpc-command"), p->b, p->n, cose, n), 0);
 }
 
 /* The common pairs of a valid command, except the key named in skip (NULL: none). */
@@ -551,22 +568,74 @@ static void expect_field(const char *key, PutValue put, const char *reason)
 	free(c);
 }
 
-static void v_uint5(CborBuild *c) { cb_uint(c, 5); }
-static void v_text5(CborBuild *c) { cb_text(c, "5"); }
-static void v_zero(CborBuild *c) { cb_uint(c, 0); }
-static void v_nint(CborBuild *c) { cb_nint(c, -1); }
-static void v_bytes_id(CborBuild *c) { cb_bytes(c, CID, 32); }
-static void v_upper_id(CborBuild *c) { cb_text(c, "0123456789ABCDEF0123456789ABCDEF"); }
-static void v_short_id(CborBuild *c) { cb_text(c, "0123456789abcdef0123456789abcde"); }
-static void v_nonhex_id(CborBuild *c) { cb_text(c, "0123456789abcdef0123456789abcdeg"); }
-static void v_empty(CborBuild *c) { cb_text(c, ""); }
-static void v_long_text(CborBuild *c) { cb_text_fill(c, 'a', PROTO_TEXT_MAX + 1); }
-static void v_nul_text(CborBuild *c) { cb_textn(c, "al\0ce", 5); }
-static void v_bad_utf8(CborBuild *c) { cb_textn(c, "al\xc0\xaf" "ce", 6); }
-static void v_null(CborBuild *c) { cb_null(c); }
-static void v_array(CborBuild *c) { cb_array(c, 0); }
-static void v_iat_after(CborBuild *c) { cb_uint(c, NOW + 60); } /* as iat: == exp */
-static void v_tagged_uint(CborBuild *c) { cb_tag(c, 1); cb_uint(c, NOW); }
+static void v_uint5(CborBuild *c)
+{
+	cb_uint(c, 5);
+}
+static void v_text5(CborBuild *c)
+{
+	cb_text(c, "5");
+}
+static void v_zero(CborBuild *c)
+{
+	cb_uint(c, 0);
+}
+static void v_nint(CborBuild *c)
+{
+	cb_nint(c, -1);
+}
+static void v_bytes_id(CborBuild *c)
+{
+	cb_bytes(c, CID, 32);
+}
+static void v_upper_id(CborBuild *c)
+{
+	cb_text(c, "0123456789ABCDEF0123456789ABCDEF");
+}
+static void v_short_id(CborBuild *c)
+{
+	cb_text(c, "0123456789abcdef0123456789abcde");
+}
+static void v_nonhex_id(CborBuild *c)
+{
+	cb_text(c, "0123456789abcdef0123456789abcdeg");
+}
+static void v_empty(CborBuild *c)
+{
+	cb_text(c, "");
+}
+static void v_long_text(CborBuild *c)
+{
+	cb_text_fill(c, 'a', PROTO_TEXT_MAX + 1);
+}
+static void v_nul_text(CborBuild *c)
+{
+	cb_textn(c, "al\0ce", 5);
+}
+static void v_bad_utf8(CborBuild *c)
+{
+	cb_textn(c,
+		 "al\xc0\xaf"
+		 "ce",
+		 6);
+}
+static void v_null(CborBuild *c)
+{
+	cb_null(c);
+}
+static void v_array(CborBuild *c)
+{
+	cb_array(c, 0);
+}
+static void v_iat_after(CborBuild *c)
+{
+	cb_uint(c, NOW + 60);
+} /* as iat: == exp */
+static void v_tagged_uint(CborBuild *c)
+{
+	cb_tag(c, 1);
+	cb_uint(c, NOW);
+}
 
 static void test_fields(void **state)
 {
@@ -615,7 +684,8 @@ static void test_structure(void **state)
 
 			sign_payload(c, &cose, &n);
 			memset(&out, 'X', sizeof(out));
-			assert_int_equal(command_verify(cmd_pub, DEV, 0, NOW, cose, n, &out, &why), -EBADMSG);
+			assert_int_equal(command_verify(cmd_pub, DEV, 0, NOW, cose, n, &out, &why),
+					 -EBADMSG);
 			assert_string_equal(why, reason);
 			assert_int_equal(out.id[0], 'X');
 		}
@@ -795,10 +865,22 @@ static void policy_pairs(CborBuild *c, const char *skip, uint64_t heartbeat)
 	cb_text(c, "screen_lock");
 	cb_uint(c, 600);
 }
-static void a_policy_ok(CborBuild *c) { policy_pairs(c, NULL, 30); }
-static void a_policy_no_version(CborBuild *c) { policy_pairs(c, "version", 30); }
-static void a_policy_hb_big(CborBuild *c) { policy_pairs(c, NULL, UINT64_C(1) << 32); }
-static void a_policy_hb_zero(CborBuild *c) { policy_pairs(c, NULL, 0); }
+static void a_policy_ok(CborBuild *c)
+{
+	policy_pairs(c, NULL, 30);
+}
+static void a_policy_no_version(CborBuild *c)
+{
+	policy_pairs(c, "version", 30);
+}
+static void a_policy_hb_big(CborBuild *c)
+{
+	policy_pairs(c, NULL, UINT64_C(1) << 32);
+}
+static void a_policy_hb_zero(CborBuild *c)
+{
+	policy_pairs(c, NULL, 0);
+}
 static void a_policy_usb_text(CborBuild *c)
 {
 	cb_map(c, 5);
@@ -840,7 +922,8 @@ static void test_args(void **state)
 	expect_args("policy", a_policy_hb_big, -EBADMSG, "command.args.heartbeat: bad value");
 	expect_args("policy", a_policy_hb_zero, -EBADMSG, "command.args.heartbeat: bad value");
 	expect_args("policy", a_policy_usb_text, -EBADMSG, "command.args.usb_storage: wrong type");
-	expect_args("lock", a_nested_deep, -EBADMSG, "command.args: malformed, truncated or nested too deep");
+	expect_args("lock", a_nested_deep, -EBADMSG,
+		    "command.args: malformed, truncated or nested too deep");
 }
 
 /* ---- results ---- */
@@ -870,8 +953,15 @@ static void result_roundtrip(const CommandResult *res)
 
 static void test_results(void **state)
 {
-	CommandResult res = {.id = CID, .device_id = DEV, .seq = 7, .type = COMMAND_LOCK, .status = RESULT_DONE,
-			     .reason = (char *)"locked", .time = NOW, .has_epoch = true, .epoch = 4};
+	CommandResult res = {.id = CID,
+			     .device_id = DEV,
+			     .seq = 7,
+			     .type = COMMAND_LOCK,
+			     .status = RESULT_DONE,
+			     .reason = (char *)"locked",
+			     .time = NOW,
+			     .has_epoch = true,
+			     .epoch = 4};
 	_cleanup_free_ uint8_t *cose = NULL;
 	uint8_t *none = (uint8_t *)0x1;
 	size_t n;
@@ -881,7 +971,8 @@ static void test_results(void **state)
 	res.status = RESULT_FAILED;
 	result_roundtrip(&res);
 	/* the rejection of something that could not be parsed: no id, no seq, no type */
-	res = (CommandResult){.device_id = DEV, .status = RESULT_REJECTED, .reason = (char *)"COSE: truncated"};
+	res = (CommandResult){
+	    .device_id = DEV, .status = RESULT_REJECTED, .reason = (char *)"COSE: truncated"};
 	result_roundtrip(&res);
 	for (CommandType t = COMMAND_LOCK; t <= COMMAND_POLICY; t++) {
 		res.type = t;
@@ -923,7 +1014,8 @@ static void expect_result_payload(const CborBuild *p, const char *reason_expecte
 	const char *reason = NULL;
 	size_t n;
 
-	assert_int_equal(cose_sign1_sign(dev_key, "trustpc-result", strlen("trustpc-result"), p->b, p->n, &cose, &n), 0);
+	assert_int_equal(
+	    cose_sign1_sign(dev_key, "trustpc-result", strlen("trustpc-result"), p->b, p->n, &cose, &n), 0);
 	assert_int_equal(command_result_verify(dev_key, cose, n, &out, &reason), -EBADMSG);
 	if (!reason || !streq(reason, reason_expected))
 		fail_msg("reason \"%s\", expected \"%s\"", strna(reason), reason_expected);
@@ -990,25 +1082,34 @@ static void test_result_rejects(void **state)
 
 static void test_policy_json(void **state)
 {
-	DevicePolicy p = {.version = 9, .heartbeat = 60, .offline_lease = 259200, .usb_storage = false, .screen_lock = 300},
+	DevicePolicy p = {.version = 9,
+			  .heartbeat = 60,
+			  .offline_lease = 259200,
+			  .usb_storage = false,
+			  .screen_lock = 300},
 		     q = {};
 	_cleanup_free_ char *s = NULL, *s2 = NULL;
 	const char *reason = NULL;
 
 	assert_int_equal(device_policy_format_json(&p, &s), 0);
-	assert_string_equal(s, "{\"version\":9,\"heartbeat\":60,\"offline_lease\":259200,\"usb_storage\":false,"
-			       "\"screen_lock\":300}");
+	assert_string_equal(s,
+			    "{\"version\":9,\"heartbeat\":60,\"offline_lease\":259200,\"usb_storage\":false,"
+			    "\"screen_lock\":300}");
 	assert_int_equal(device_policy_parse_json(s, strlen(s), &q, &reason), 0);
 	assert_policy_equal(&p, &q);
-	p = (DevicePolicy){.version = INT64_MAX, .heartbeat = UINT32_MAX, .offline_lease = INT64_MAX,
-			   .usb_storage = true, .screen_lock = UINT32_MAX};
+	p = (DevicePolicy){.version = INT64_MAX,
+			   .heartbeat = UINT32_MAX,
+			   .offline_lease = INT64_MAX,
+			   .usb_storage = true,
+			   .screen_lock = UINT32_MAX};
 	assert_int_equal(device_policy_format_json(&p, &s2), 0);
 	assert_int_equal(device_policy_parse_json(s2, strlen(s2), &q, &reason), 0);
 	assert_policy_equal(&p, &q);
 	/* whitespace and key order do not matter */
 	{
-		static const char spaced[] = "{ \"screen_lock\": 0, \"usb_storage\": true, \"offline_lease\": 0, "
-					     "\"heartbeat\": 1, \"version\": 1 }\n";
+		static const char spaced[] =
+		    "{ \"screen_lock\": 0, \"usb_storage\": true, \"offline_lease\": 0, "
+		    "\"heartbeat\": 1, \"version\": 1 }\n";
 		assert_int_equal(device_policy_parse_json(spaced, strlen(spaced), &q, &reason), 0);
 	}
 	assert_int_equal(q.heartbeat, 1);
@@ -1045,18 +1146,24 @@ static void test_policy_json_rejects(void **state)
 			      "policy: not valid JSON (or a duplicate key)");
 	expect_policy_refused("{\"version\":1,\"version\":2,\"heartbeat\":60," POLICY_TAIL,
 			      "policy: not valid JSON (or a duplicate key)");
-	expect_policy_refused("{\"version\":1,\"heartbeat\":60,\"extra\":1," POLICY_TAIL, "policy: unknown key");
+	expect_policy_refused("{\"version\":1,\"heartbeat\":60,\"extra\":1," POLICY_TAIL,
+			      "policy: unknown key");
 	expect_policy_refused("{\"heartbeat\":60," POLICY_TAIL, "policy.version: missing");
 	expect_policy_refused("{\"version\":1," POLICY_TAIL, "policy.heartbeat: missing");
-	expect_policy_refused("{\"version\":1.0,\"heartbeat\":60," POLICY_TAIL, "policy.version: wrong type");
-	expect_policy_refused("{\"version\":\"1\",\"heartbeat\":60," POLICY_TAIL, "policy.version: wrong type");
+	expect_policy_refused("{\"version\":1.0,\"heartbeat\":60," POLICY_TAIL,
+			      "policy.version: wrong type");
+	expect_policy_refused("{\"version\":\"1\",\"heartbeat\":60," POLICY_TAIL,
+			      "policy.version: wrong type");
 	expect_policy_refused("{\"version\":-1,\"heartbeat\":60," POLICY_TAIL, "policy.version: bad value");
 	expect_policy_refused("{\"version\":0,\"heartbeat\":60," POLICY_TAIL, "policy.version: bad value");
 	expect_policy_refused("{\"version\":1,\"heartbeat\":0," POLICY_TAIL, "policy.heartbeat: bad value");
-	expect_policy_refused("{\"version\":1,\"heartbeat\":4294967296," POLICY_TAIL, "policy.heartbeat: bad value");
-	expect_policy_refused("{\"version\":1,\"heartbeat\":60,\"offline_lease\":0,\"usb_storage\":0,\"screen_lock\":300}",
-			      "policy.usb_storage: wrong type");
-	expect_policy_refused("{\"version\":1,\"heartbeat\":60,\"offline_lease\":0,\"usb_storage\":false,\"screen_lock\":null}",
+	expect_policy_refused("{\"version\":1,\"heartbeat\":4294967296," POLICY_TAIL,
+			      "policy.heartbeat: bad value");
+	expect_policy_refused(
+	    "{\"version\":1,\"heartbeat\":60,\"offline_lease\":0,\"usb_storage\":0,\"screen_lock\":300}",
+	    "policy.usb_storage: wrong type");
+	expect_policy_refused("{\"version\":1,\"heartbeat\":60,\"offline_lease\":0,\"usb_storage\":false,"
+			      "\"screen_lock\":null}",
 			      "policy.screen_lock: wrong type");
 	memset(big, ' ', sizeof(big) - 1);
 	big[0] = '{';
@@ -1174,28 +1281,28 @@ static void test_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip),
-		cmocka_unit_test(test_random_id),
-		cmocka_unit_test(test_sign_refuses),
-		cmocka_unit_test(test_wrong_key),
-		cmocka_unit_test(test_forged_kid),
-		cmocka_unit_test(test_flipped_bytes),
-		cmocka_unit_test(test_result_as_command),
-		cmocka_unit_test(test_oversize),
-		cmocka_unit_test(test_other_device),
-		cmocka_unit_test(test_stale),
-		cmocka_unit_test(test_time),
-		cmocka_unit_test(test_hand_built_valid),
-		cmocka_unit_test(test_unknown_type),
-		cmocka_unit_test(test_fields),
-		cmocka_unit_test(test_structure),
-		cmocka_unit_test(test_args),
-		cmocka_unit_test(test_results),
-		cmocka_unit_test(test_result_rejects),
-		cmocka_unit_test(test_policy_json),
-		cmocka_unit_test(test_policy_json_rejects),
-		cmocka_unit_test(test_result_message_quote),
-		cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_roundtrip),
+	    cmocka_unit_test(test_random_id),
+	    cmocka_unit_test(test_sign_refuses),
+	    cmocka_unit_test(test_wrong_key),
+	    cmocka_unit_test(test_forged_kid),
+	    cmocka_unit_test(test_flipped_bytes),
+	    cmocka_unit_test(test_result_as_command),
+	    cmocka_unit_test(test_oversize),
+	    cmocka_unit_test(test_other_device),
+	    cmocka_unit_test(test_stale),
+	    cmocka_unit_test(test_time),
+	    cmocka_unit_test(test_hand_built_valid),
+	    cmocka_unit_test(test_unknown_type),
+	    cmocka_unit_test(test_fields),
+	    cmocka_unit_test(test_structure),
+	    cmocka_unit_test(test_args),
+	    cmocka_unit_test(test_results),
+	    cmocka_unit_test(test_result_rejects),
+	    cmocka_unit_test(test_policy_json),
+	    cmocka_unit_test(test_policy_json_rejects),
+	    cmocka_unit_test(test_result_message_quote),
+	    cmocka_unit_test(test_names),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
