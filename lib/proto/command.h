@@ -61,7 +61,12 @@ typedef struct Command {
 } Command;
 void command_done(Command *c);
 
-/* Server side: encodes and signs. c->id is filled with a random id when empty. */
+/* Server side: encodes and signs. c->id is filled with a random id when empty. Refuses (-EINVAL)
+ * what command_verify would refuse: ids not 32 lower-case hex, seq 0, exp <= iat, unknown type,
+ * issuer NULL/empty/> PROTO_TEXT_MAX, lock.reason NULL or > PROTO_TEXT_MAX, unlock.policy empty or
+ * > PROTO_BLOB_MAX, a wipe class not 1..64 of [A-Za-z0-9_.-] or starting with '.', a policy with
+ * version 0, heartbeat 0 or version/offline_lease > INT64_MAX; -EFBIG when the envelope would
+ * exceed COSE_MAX_SIZE; -EINVAL for a key without its private part. */
 int command_sign(const EcKey *command_key, Command *c, uint8_t **ret_cose, size_t *ret_size);
 
 /* Device side (both the network process and the executor call this, each on its own):
@@ -74,7 +79,10 @@ int command_sign(const EcKey *command_key, Command *c, uint8_t **ret_cose, size_
  *   -EOPNOTSUPP unknown type
  *   -EFBIG    larger than COSE_MAX_SIZE
  * *ret_reason (static) says which in words. On -ESTALE *ret is still filled (id, seq) so that a
- * redelivery of the last executed command can be answered with its stored result. */
+ * redelivery of the last executed command can be answered with its stored result.
+ * The checks run in this order, the first failure wins: size, kid, signature, payload, device,
+ * seq, time, type. *ret is set on success and on -ESTALE only (free it with command_done; on
+ * -ESTALE its type is 0 when the type is unknown); *ret_reason on every error but -ENOMEM. */
 int command_verify(const EcKey *command_key, const char *device_id, uint64_t last_seq, uint64_t now,
 		   const uint8_t *cose, size_t n, Command *ret, const char **ret_reason);
 
@@ -94,11 +102,15 @@ typedef struct CommandResult {
 } CommandResult;
 void command_result_done(CommandResult *r);
 
+/* id may be "" (the command could not be parsed), seq 0 and type 0 likewise; device_id must be 32
+ * lower-case hex, reason non-NULL (may be empty, <= PROTO_TEXT_MAX). -EINVAL otherwise. */
 int command_result_sign(const EcKey *device_key, const CommandResult *r, uint8_t **ret_cose, size_t *ret_size);
 /* Server side: verifies with the device's registered key. Errors as command_verify (no -ESTALE). */
 int command_result_verify(const EcKey *device_key, const uint8_t *cose, size_t n, CommandResult *ret,
 			  const char **ret_reason);
 
-/* The device policy document as stored on the device (JSON, policy.d): strict parser. */
+/* The device policy document as stored on the device (JSON, policy.d): strict parser (exactly
+ * the five keys, integers in range, <= 4096 bytes; -EBADMSG with *ret_reason naming the key), and
+ * its writer (compact, keys in struct order; -EINVAL for a policy the parser would refuse). */
 int device_policy_parse_json(const char *json, size_t n, DevicePolicy *ret, const char **ret_reason);
 int device_policy_format_json(const DevicePolicy *p, char **ret);
