@@ -28,6 +28,22 @@ int p256_group_load(mbedtls_ecp_group *grp)
 	return 0;
 }
 
+int p256_group_shared(mbedtls_ecp_group **ret)
+{
+	static __thread mbedtls_ecp_group grp;
+	static __thread bool loaded;
+	int r;
+
+	if (!loaded) {
+		r = p256_group_load(&grp);
+		if (r < 0)
+			return r;
+		loaded = true;
+	}
+	*ret = &grp;
+	return 0;
+}
+
 EcKey *ec_key_new(void)
 {
 	EcKey *k = calloc(1, sizeof(EcKey));

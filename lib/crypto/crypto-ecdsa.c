@@ -12,7 +12,7 @@
 int ecdsa_sign_raw(const EcKey *k, const void *hash, size_t hash_len, uint8_t sig[ECDSA_P256_RAW_SIG_SIZE])
 {
 	uint8_t out[ECDSA_P256_RAW_SIG_SIZE];
-	mbedtls_ecp_group grp;
+	mbedtls_ecp_group *grp;
 	mbedtls_mpi r_, s_;
 	int r;
 
@@ -21,7 +21,7 @@ int ecdsa_sign_raw(const EcKey *k, const void *hash, size_t hash_len, uint8_t si
 	if (!k->has_private)
 		return log_debug_errno(EINVAL, "Cannot sign with a public key.");
 
-	r = p256_group_load(&grp);
+	r = p256_group_shared(&grp);
 	if (r < 0)
 		return r;
 	mbedtls_mpi_init(&r_);
@@ -29,7 +29,7 @@ int ecdsa_sign_raw(const EcKey *k, const void *hash, size_t hash_len, uint8_t si
 
 	/* RFC 6979 deterministic nonce: a weak RNG cannot leak the key through nonce bias or reuse.
 	 * crypto_rng still blinds the scalar multiplication against side channels. */
-	r = mbedtls_ecdsa_sign_det_ext(&grp, &r_, &s_, &k->d, hash, hash_len, MBEDTLS_MD_SHA256, crypto_rng,
+	r = mbedtls_ecdsa_sign_det_ext(grp, &r_, &s_, &k->d, hash, hash_len, MBEDTLS_MD_SHA256, crypto_rng,
 				       NULL);
 	if (r == 0)
 		r = mbedtls_mpi_write_binary(&r_, out, 32);
@@ -38,7 +38,6 @@ int ecdsa_sign_raw(const EcKey *k, const void *hash, size_t hash_len, uint8_t si
 
 	mbedtls_mpi_free(&r_);
 	mbedtls_mpi_free(&s_);
-	mbedtls_ecp_group_free(&grp);
 	if (r != 0)
 		return crypto_error(r, "ECDSA signing");
 	memcpy(sig, out, sizeof(out));
@@ -48,7 +47,7 @@ int ecdsa_sign_raw(const EcKey *k, const void *hash, size_t hash_len, uint8_t si
 int ecdsa_verify_raw(const EcKey *k, const void *hash, size_t hash_len, const void *sig, size_t sig_len)
 {
 	const uint8_t *b = sig;
-	mbedtls_ecp_group grp;
+	mbedtls_ecp_group *grp;
 	mbedtls_mpi r_, s_;
 	int r;
 
@@ -57,7 +56,7 @@ int ecdsa_verify_raw(const EcKey *k, const void *hash, size_t hash_len, const vo
 	if (!sig || sig_len != ECDSA_P256_RAW_SIG_SIZE)
 		return log_debug_errno(EBADMSG, "Raw P-256 signature of %zu bytes, expected 64.", sig_len);
 
-	r = p256_group_load(&grp);
+	r = p256_group_shared(&grp);
 	if (r < 0)
 		return r;
 	mbedtls_mpi_init(&r_);
@@ -68,11 +67,10 @@ int ecdsa_verify_raw(const EcKey *k, const void *hash, size_t hash_len, const vo
 		r = mbedtls_mpi_read_binary(&s_, b + 32, 32);
 	/* Checks 0 < r, s < n itself (FIPS 186-4 section 6.4.2 step 1) and that R is not infinity. */
 	if (r == 0)
-		r = mbedtls_ecdsa_verify(&grp, hash, hash_len, &k->Q, &r_, &s_);
+		r = mbedtls_ecdsa_verify(grp, hash, hash_len, &k->Q, &r_, &s_);
 
 	mbedtls_mpi_free(&r_);
 	mbedtls_mpi_free(&s_);
-	mbedtls_ecp_group_free(&grp);
 	if (r != 0) {
 		r = crypto_error(r, "ECDSA verification");
 		/* Whatever mbedTLS disliked about the signature, it does not verify. */
