@@ -235,9 +235,10 @@ static int expect(const ProtoMessage *m, ProtoType t)
  * the keys must be P-256 SPKIs. Converted to PEM here (unprivileged), stored by the executor. */
 static int store_enrollment(const EnrollCtx *c, int fd, const ProtoMessage *m)
 {
-	_cleanup_free_ char *cert_pem = NULL, *ca_pem = NULL, *policy_pem = NULL, *escrow_pem = NULL;
+	_cleanup_free_ char *cert_pem = NULL, *ca_pem = NULL, *policy_pem = NULL, *escrow_pem = NULL,
+			    *command_pem = NULL;
 	_cleanup_free_ uint8_t *spki = NULL;
-	_cleanup_ec_key_ EcKey *pk = NULL, *ek = NULL;
+	_cleanup_ec_key_ EcKey *pk = NULL, *ek = NULL, *ck = NULL;
 	const char *why = NULL;
 	size_t spki_size;
 	int r;
@@ -276,6 +277,17 @@ static int store_enrollment(const EnrollCtx *c, int fd, const ProtoMessage *m)
 		log_error_errno(r, "The policy or escrow key from the server is not a P-256 public key: %m");
 		return EXIT_FAIL;
 	}
+	/* Optional: a server without remote commands sends none, and every command is rejected. */
+	if (m->enrolled.has_command_key) {
+		r = ec_key_from_spki_der(m->enrolled.command_key.data, m->enrolled.command_key.size, &ck);
+		if (r >= 0)
+			r = ec_key_public_pem(ck, &command_pem);
+		if (r < 0) {
+			log_error_errno(r, "The command key from the server is not a P-256 public key: %m");
+			return EXIT_FAIL;
+		}
+	} else
+		log_notice("The server sent no fleet command key: remote lock, unlock and wipe will be rejected.");
 	PrivsepStoreBlobs b = {.device_id = m->enrolled.device_id};
 	b.data[STORE_DEVICE_CERT] = cert_pem;
 	b.size[STORE_DEVICE_CERT] = strlen(cert_pem);
@@ -287,6 +299,8 @@ static int store_enrollment(const EnrollCtx *c, int fd, const ProtoMessage *m)
 	b.size[STORE_ESCROW_KEY] = strlen(escrow_pem);
 	b.data[STORE_POLICY] = m->enrolled.policy;
 	b.size[STORE_POLICY] = m->enrolled.policy ? strlen(m->enrolled.policy) : 0;
+	b.data[STORE_COMMAND_KEY] = command_pem;
+	b.size[STORE_COMMAND_KEY] = command_pem ? strlen(command_pem) : 0;
 	r = privsep_store(fd, &b);
 	if (r < 0) {
 		log_error_errno(r, "The executor did not store the enrollment: %m");

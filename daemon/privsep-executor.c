@@ -161,7 +161,7 @@ static int handle_store(Executor *e, const uint8_t *payload, size_t n)
 	static const char *const names[_STORE_BLOB_MAX] = {
 		[STORE_DEVICE_CERT] = STATE_DEVICE_CERT, [STORE_CA_CERT] = STATE_CA_CERT,
 		[STORE_POLICY_KEY] = STATE_POLICY_KEY,   [STORE_ESCROW_KEY] = STATE_ESCROW_KEY,
-		[STORE_POLICY] = STATE_POLICY,
+		[STORE_POLICY] = STATE_POLICY,          [STORE_COMMAND_KEY] = STATE_COMMAND_KEY,
 	};
 	char own_id[DEVICE_ID_STRING_SIZE];
 	PrivsepStoreRequest s;
@@ -193,6 +193,13 @@ static int handle_store(Executor *e, const uint8_t *payload, size_t n)
 	for (size_t i = 0; r >= 0 && i < _STORE_BLOB_MAX; i++) {
 		if (s.sizes[i] > 0)
 			r = state_write(e->state_dir, names[i], payload + o, s.sizes[i]);
+		else if (i == STORE_COMMAND_KEY) {
+			/* A command key of an earlier enrollment must not outlive it. */
+			_cleanup_free_ char *p = NULL;
+			r = state_path(e->state_dir, names[i], &p);
+			if (r >= 0 && unlink(p) < 0 && errno != ENOENT)
+				r = -errno;
+		}
 		o += s.sizes[i];
 	}
 	if (r >= 0) {

@@ -55,7 +55,7 @@ static int check_store(const uint8_t *p, size_t n, const char **ret_reason)
 			*ret_reason = "STORE blob larger than its maximum";
 			return -EPROTO;
 		}
-		if (i != STORE_POLICY && s.sizes[i] == 0) {
+		if (i != STORE_POLICY && i != STORE_COMMAND_KEY && s.sizes[i] == 0) {
 			*ret_reason = "STORE certificate or key blob is empty";
 			return -EPROTO;
 		}

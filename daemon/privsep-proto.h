@@ -106,7 +106,8 @@ typedef enum PrivsepStoreBlob {
 	STORE_CA_CERT,      /* ca.pem */
 	STORE_POLICY_KEY,   /* policy-key.pem */
 	STORE_ESCROW_KEY,   /* escrow-key.pem */
-	STORE_POLICY,       /* policy.json (size 0: the server sent none) */
+	STORE_COMMAND_KEY,  /* command-key.pem (size 0: the server sent none) */
+	STORE_POLICY,       /* policy.json (size 0: the server sent none); last */
 	_STORE_BLOB_MAX,
 } PrivsepStoreBlob;
 

@@ -62,6 +62,14 @@ static const ProtoField activate_fields[] = {
 	BYTES("activate", "secret", activate.secret, PROTO_ACTIVATE_SECRET_MAX),
 };
 
+/* A field of a group that is optional as a whole: present_offset is the group's flag; the
+ * decoder requires every member once one is there, the encoder writes all of them or none. */
+#define GROUP(msg, k, kind_, member, min_, max_, flag)                                               \
+	{                                                                                            \
+		.key = k, .kind = kind_, .offset = M(member), .min = min_, .max = max_,             \
+		.optional = true, .present_offset = M(flag), .r = REASONS(msg "." k),                \
+	}
+
 static const ProtoField enrolled_fields[] = {
 	TEXT("enrolled", "device_id", enrolled.device_id),
 	BYTES("enrolled", "device_cert", enrolled.device_cert, PROTO_BLOB_MAX),
@@ -70,6 +78,9 @@ static const ProtoField enrolled_fields[] = {
 	BYTES("enrolled", "escrow_key", enrolled.escrow_key, PROTO_BLOB_MAX),
 	/* a signed policy is a document, not a label: bounded like a blob */
 	FIELD("enrolled", "policy", PROTO_FIELD_TEXT_OR_NULL, enrolled.policy, 0, PROTO_BLOB_MAX),
+	/* optional (a group of one): the fleet command public key, SPKI DER (issue 4) */
+	GROUP("enrolled", "command_key", PROTO_FIELD_BYTES, enrolled.command_key, 1, PROTO_BLOB_MAX,
+	      enrolled.has_command_key),
 };
 
 static const ProtoField challenge_fields[] = {
@@ -106,14 +117,6 @@ static const ProtoField escrow_fields[] = {
 static const ProtoField command_fields[] = {
 	FIELD("command", "cose", PROTO_FIELD_BYTES, command.cose, 1, PROTO_BLOB_MAX),
 };
-
-/* A field of a group that is optional as a whole: present_offset is the group's flag; the
- * decoder requires every member once one is there, the encoder writes all of them or none. */
-#define GROUP(msg, k, kind_, member, min_, max_, flag)                                               \
-	{                                                                                            \
-		.key = k, .kind = kind_, .offset = M(member), .min = min_, .max = max_,             \
-		.optional = true, .present_offset = M(flag), .r = REASONS(msg "." k),                \
-	}
 
 static const ProtoField result_fields[] = {
 	FIELD("result", "cose", PROTO_FIELD_BYTES, result.cose, 1, PROTO_BLOB_MAX),

@@ -78,6 +78,8 @@ typedef struct ProtoMessage {
 			const char *device_id;
 			ProtoBytes device_cert, ca_cert, policy_key, escrow_key; /* DER */
 			const char *policy;      /* signed disk policy JSON, may be NULL */
+			bool has_command_key;    /* optional: the fleet command public key (issue 4) */
+			ProtoBytes command_key;  /* SubjectPublicKeyInfo DER, when has_command_key */
 		} enrolled;
 		struct { uint8_t nonce[PROTO_NONCE_SIZE]; uint32_t pcr_mask; } challenge;
 		struct {

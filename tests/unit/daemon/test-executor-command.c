@@ -26,6 +26,7 @@
 #include "privsep-executor.h"
 #include "privsep-proto.h"
 #include "proto/command.h"
+#include "proto/proto.h"
 
 #define ID "0123456789abcdef0123456789abcdef"
 #define OTHER_ID "fedcba9876543210fedcba9876543210"
@@ -300,6 +301,36 @@ static void test_execute_signed(void **state)
 	harness_stop(&h);
 }
 
+/* The optional command_key of `enrolled` (what trustpcd enroll stores as command-key.pem). */
+static void test_enrolled_command_key(void **state)
+{
+	static const uint8_t der[] = {0x30, 0x59, 0x30, 0x13};
+	ProtoMessage m = {.type = PROTO_ENROLLED}, d = {0};
+	_cleanup_free_ uint8_t *frame = NULL;
+	const char *why = NULL;
+	size_t n;
+
+	m.enrolled.device_id = ID;
+	m.enrolled.device_cert = m.enrolled.ca_cert = m.enrolled.policy_key = m.enrolled.escrow_key =
+		(ProtoBytes){der, sizeof(der)};
+	/* without: absent after the round trip */
+	assert_int_equal(proto_encode(&m, &frame, &n), 0);
+	assert_int_equal(proto_decode(frame + 4, n - 4, &d, &why), 0);
+	assert_false(d.enrolled.has_command_key);
+	proto_message_done(&d);
+	free(frame);
+	/* with: the same bytes */
+	m.enrolled.has_command_key = true;
+	m.enrolled.command_key = (ProtoBytes){der, sizeof(der)};
+	assert_int_equal(proto_encode(&m, &frame, &n), 0);
+	assert_int_equal(proto_decode(frame + 4, n - 4, &d, &why), 0);
+	assert_true(d.enrolled.has_command_key);
+	assert_int_equal(d.enrolled.command_key.size, sizeof(der));
+	assert_memory_equal(d.enrolled.command_key.data, der, sizeof(der));
+	assert_true(proto_message_equal(&m, &d));
+	proto_message_done(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -307,6 +338,7 @@ int main(void)
 		cmocka_unit_test(test_state_round_trip),
 		cmocka_unit_test(test_lock_idempotency),
 		cmocka_unit_test(test_execute_signed),
+		cmocka_unit_test(test_enrolled_command_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
