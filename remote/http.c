@@ -106,11 +106,11 @@ static int parse_request_line(HttpParser *p, const char *line, size_t len)
 	if (memcmp(version, "HTTP/1.1", 8) != 0)
 		return fail(p, -EBADMSG, 505, "only HTTP/1.1 is supported");
 
-	p->req.method = strndup(line, mlen);
+	p->req.method = memdup_str(line, mlen);
 	q = memchr(target, '?', tlen);
-	p->req.path = strndup(target, q ? (size_t)(q - target) : tlen);
+	p->req.path = memdup_str(target, q ? (size_t)(q - target) : tlen);
 	if (q)
-		p->req.query = strndup(q + 1, tlen - (size_t)(q - target) - 1);
+		p->req.query = memdup_str(q + 1, tlen - (size_t)(q - target) - 1);
 	if (!p->req.method || !p->req.path || (q && !p->req.query))
 		return fail(p, -ENOMEM, 500, "out of memory");
 	return 0;
@@ -138,7 +138,7 @@ static int set_unique(HttpParser *p, char **field, const char *v, size_t n, cons
 {
 	if (*field)
 		return fail(p, -EBADMSG, 400, dup_reason);
-	*field = strndup(v, n);
+	*field = memdup_str(v, n);
 	if (!*field)
 		return fail(p, -ENOMEM, 500, "out of memory");
 	return 0;

@@ -87,6 +87,18 @@ static inline const char *strna(const char *s)
 	return s ?: "n/a";
 }
 
+/* A NUL-terminated copy of n bytes that need not be NUL-terminated themselves (strndup may read
+ * on until a NUL; ASan's strict_string_checks rightly flags that on raw buffers). */
+static inline char *memdup_str(const void *p, size_t n)
+{
+	char *s = malloc(n + 1);
+	if (s) {
+		memcpy(s, p, n);
+		s[n] = 0;
+	}
+	return s;
+}
+
 static inline const char *startswith(const char *s, const char *prefix)
 {
 	size_t l = strlen(prefix);

@@ -438,7 +438,7 @@ int tls_peer_common_name(const TlsConn *t, char **ret)
 		return -ENOENT;
 	if (memchr(cn->val.p, 0, cn->val.len))
 		return -EBADMSG; /* "device-a\0.evil" must not read as "device-a" */
-	s = strndup((const char *)cn->val.p, cn->val.len);
+	s = memdup_str(cn->val.p, cn->val.len);
 	if (!s)
 		return -ENOMEM;
 	*ret = s;
