@@ -311,7 +311,7 @@ static int dec_text(Dec *d, size_t k, size_t min, size_t max, char **ret)
 	r = dec_text_item(d, k, min, max, &it);
 	if (r < 0)
 		return r;
-	s = strndup((const char *)it.data, it.len);
+	s = memdup_str(it.data, it.len);
 	if (!s)
 		return -ENOMEM;
 	*ret = s;
@@ -387,7 +387,7 @@ static int dec_arg(Dec *d, Command *c, size_t k)
 			return r;
 		if (!class_ok(it.data, it.len))
 			return dec_fail(d, d->spec->r[k].value);
-		c->args.wipe.class_name = strndup((const char *)it.data, it.len);
+		c->args.wipe.class_name = memdup_str(it.data, it.len);
 		return c->args.wipe.class_name ? 0 : -ENOMEM;
 	}
 
