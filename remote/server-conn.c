@@ -357,6 +357,18 @@ static void conn_flush(ServerConn *c)
 		c->dead = true;
 }
 
+void conn_kick(ServerConn *c)
+{
+	/* Inside its own dispatch the flush at the end does it. */
+	if (c->in_dispatch)
+		return;
+	c->in_dispatch = true;
+	conn_flush(c);
+	c->in_dispatch = false;
+	if (c->dead)
+		conn_free(c);
+}
+
 /* One complete frame in c->in: decode and hand over. */
 static void conn_frame(ServerConn *c)
 {

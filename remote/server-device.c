@@ -349,8 +349,11 @@ void server_device_command_queued(void *userdata, const char *device_id)
 	/* Not connected, or still attesting: on_attest delivers it. */
 	if (!d || d->phase != DEVICE_ATTESTED || c->closing || c->dead)
 		return;
-	if (server_commands_deliver(c, device_id, d->state, &d->sent_seq) < 0)
+	if (server_commands_deliver(c, device_id, d->state, &d->sent_seq) < 0) {
 		conn_close(c);
+		return;
+	}
+	conn_kick(c);
 }
 
 static int on_result(ServerConn *c, const ProtoMessage *m)

@@ -167,6 +167,10 @@ void listener_close(Listener *l);
 /* Queue a message / raw bytes and start writing. */
 int conn_send(ServerConn *c, const ProtoMessage *m);
 int conn_send_raw(ServerConn *c, const void *data, size_t n);
+/* Write the queued output now: for output queued from another connection's handler (a command
+ * queued on the admin port for a device), which would otherwise wait for the device's next
+ * event. May free c (when the write fails). */
+void conn_kick(ServerConn *c);
 /* Queue an `error` message and close once it is written. */
 void conn_send_error(ServerConn *c, const char *code, const char *message);
 /* Close after the queued output (bounded by a short deadline). */

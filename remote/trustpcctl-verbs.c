@@ -38,6 +38,8 @@ static int check_options(const CtlOptions *o, unsigned allowed, const char *verb
 		bad = "--pcr";
 	else if (o->after && !(allowed & OPT_AFTER))
 		bad = "--after";
+	else if (o->reason || o->poweroff || o->class_name || o->all)
+		bad = o->reason ? "--reason" : o->poweroff ? "--poweroff" : o->class_name ? "--class" : "--all";
 	if (bad) {
 		log_error("'%s' does not take %s. See 'trustpcctl --help'.", verb, bad);
 		return CTL_EXIT_USAGE;
@@ -126,7 +128,7 @@ static bool is_device_id(const char *s)
 }
 
 /* A full id, a unique prefix of one, or an exact hostname → the device id. */
-static int resolve_device(const CtlOptions *o, const char *arg, char **ret)
+int ctl_resolve_device(const CtlOptions *o, const char *arg, char **ret)
 {
 	_cleanup_json_ json_t *list = NULL;
 	json_t *d, *match = NULL;
@@ -188,7 +190,7 @@ int verb_show(const CtlOptions *o, int argc, char **argv)
 		return r;
 	if (argc != 2)
 		return usage("show DEVICE");
-	r = resolve_device(o, argv[1], &id);
+	r = ctl_resolve_device(o, argv[1], &id);
 	if (r != 0)
 		return r;
 	if (asprintf(&target, "/api/v1/devices/%s", id) < 0)

@@ -129,6 +129,13 @@ static void help(void)
 	       "  images add NAME --pcr N=HEX... register or replace an image (admin)\n"
 	       "  audit [--after N]              the audit log\n"
 	       "  audit verify                   recompute the audit hash chain (exit 6 when broken)\n"
+       "  lock DEV... | --all --reason TEXT [--poweroff]\n"
+       "                                 queue a signed lock (helpdesk)\n"
+       "  unlock DEV... | --all          queue a signed unlock with the disk policy for the new epoch\n"
+       "  wipe DEV... | --all --class NAME|all\n"
+       "                                 queue a crypto-erase of a data class (helpdesk)\n"
+       "  commands [DEV]                 commands and their states (queued, delivered, done, ...)\n"
+       "  recovery-key DEV               the escrowed LUKS recovery key (admin; audited)\n"
 	       "\n"
 	       "Options:\n"
 	       "  --server HOST[:PORT]   admin port of the server ($TRUSTPC_SERVER, default localhost:%s);\n"
@@ -181,7 +188,9 @@ static const struct {
 	int (*run)(const CtlOptions *o, int argc, char **argv);
 } verbs[] = {
     {"devices", verb_devices}, {"show", verb_show},   {"token", verb_token},
-    {"images", verb_images},   {"audit", verb_audit},
+    {"images", verb_images},   {"audit", verb_audit}, {"lock", verb_lock},
+    {"unlock", verb_unlock},   {"wipe", verb_wipe},   {"commands", verb_commands},
+    {"recovery-key", verb_recovery_key},
 };
 
 int main(int argc, char *argv[])
@@ -194,7 +203,11 @@ int main(int argc, char *argv[])
 		ARG_IMAGE,
 		ARG_TTL,
 		ARG_PCR,
-		ARG_AFTER
+		ARG_AFTER,
+		ARG_REASON,
+		ARG_POWEROFF,
+		ARG_CLASS,
+		ARG_ALL,
 	};
 	static const struct option options[] = {{"help", no_argument, NULL, 'h'},
 						{"server", required_argument, NULL, ARG_SERVER},
@@ -205,6 +218,10 @@ int main(int argc, char *argv[])
 						{"ttl", required_argument, NULL, ARG_TTL},
 						{"pcr", required_argument, NULL, ARG_PCR},
 						{"after", required_argument, NULL, ARG_AFTER},
+						{"reason", required_argument, NULL, ARG_REASON},
+						{"poweroff", no_argument, NULL, ARG_POWEROFF},
+						{"class", required_argument, NULL, ARG_CLASS},
+						{"all", no_argument, NULL, ARG_ALL},
 						{"token", required_argument, NULL, 't'},
 						{}};
 	CtlOptions o = {};
@@ -239,6 +256,18 @@ int main(int argc, char *argv[])
 			break;
 		case ARG_AFTER:
 			o.after = optarg;
+			break;
+		case ARG_REASON:
+			o.reason = optarg;
+			break;
+		case ARG_POWEROFF:
+			o.poweroff = true;
+			break;
+		case ARG_CLASS:
+			o.class_name = optarg;
+			break;
+		case ARG_ALL:
+			o.all = true;
 			break;
 		case ARG_PCR: {
 			char **p = reallocarray(o.pcrs, o.n_pcrs + 1, sizeof(char *));

@@ -32,6 +32,10 @@ typedef struct CtlOptions {
 	const char *after;
 	char **pcrs; /* "N=HEX" strings */
 	size_t n_pcrs;
+	const char *reason;	/* lock */
+	bool poweroff;		/* lock */
+	const char *class_name; /* wipe */
+	bool all;		/* lock, unlock, wipe: every device */
 } CtlOptions;
 
 /* method + target (path?query) with an optional JSON body; on a 2xx answer *ret is its JSON and
@@ -57,3 +61,12 @@ int verb_show(const CtlOptions *o, int argc, char **argv);
 int verb_token(const CtlOptions *o, int argc, char **argv);
 int verb_images(const CtlOptions *o, int argc, char **argv);
 int verb_audit(const CtlOptions *o, int argc, char **argv);
+/* trustpcctl-commands.c */
+int verb_lock(const CtlOptions *o, int argc, char **argv);
+int verb_unlock(const CtlOptions *o, int argc, char **argv);
+int verb_wipe(const CtlOptions *o, int argc, char **argv);
+int verb_commands(const CtlOptions *o, int argc, char **argv);
+int verb_recovery_key(const CtlOptions *o, int argc, char **argv);
+
+/* A device id from an id, a unique id prefix or a hostname (0), else an exit code (logged). */
+int ctl_resolve_device(const CtlOptions *o, const char *arg, char **ret);

@@ -9,6 +9,14 @@
  *   enroll-client attest --server ADDR:PORT --state DIR [--name SERVERNAME] [--count N]
  *                 [--stale-nonce] [--other-session] [--event PCR:HEX]... [--escrow UUID]
  *                 [--escrow-context CTX] [--run SECONDS] [--garbage] [--no-attest] [--burst N]
+ *                 [--command-key PEM [--result done|none|forged] [--result-epoch N]]
+ *
+ * With --command-key (the server's command.pub) and --run, COMMAND frames are verified with
+ * command_verify (as the agent does) and printed "command ID TYPE seq=N" (a redelivery of an
+ * executed one: "command-again ID seq=N", refused: "command-refused REASON"); each is answered
+ * with a result signed by the device's TLS key ("result ID STATUS"), unless --result none;
+ * --result forged signs with a key of its own (the server must refuse it). Lock results carry
+ * --result-epoch N.
  *
  * Output on stdout, one line per outcome: "enrolled ID", "attest STATE resumed=0|1 REASON",
  * "ack", "error CODE: MESSAGE". Exit: 0 done (trusted), 1 local failure, 3 the server sent
@@ -34,6 +42,7 @@
 #include "basic/memory-secure.h"
 #include "crypto/crypto-x509.h"
 #include "crypto/crypto.h"
+#include "proto/command.h"
 #include "proto/proto.h"
 #include "tls/tls.h"
 #include "tpm2/tpm2-attest.h"
@@ -46,9 +55,9 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_SERVER_ERROR = 3, EXIT_QUARANTINED = 4 }
 
 typedef struct Args {
 	const char *server, *ca, *token, *state, *name, *ek_cert, *hostname;
-	const char *escrow_uuid, *escrow_context;
+	const char *escrow_uuid, *escrow_context, *command_key, *result_mode;
 	bool wrong_secret, stale_nonce, other_session, garbage, no_attest;
-	uint64_t epoch, count, run, burst;
+	uint64_t epoch, count, run, burst, result_epoch;
 	Tpm2Event events[MAX_EVENTS];
 	size_t n_events;
 	char event_text[MAX_EVENTS][8];
@@ -367,10 +376,15 @@ typedef struct Device {
 	Tpm2Ak ak;
 	TlsConfig *cfg;
 	char device_id[DEVICE_ID_STRING_SIZE];
+	EcKey *tls_key;	    /* signs results */
+	EcKey *command_key; /* the server's, verifies commands (NULL: commands end the connection) */
+	uint64_t last_seq;  /* highest executed command seq (kept across reconnects) */
 } Device;
 
 static void device_done(Device *d)
 {
+	d->tls_key = ec_key_free(d->tls_key);
+	d->command_key = ec_key_free(d->command_key);
 	tpm2_ak_done(&d->ak);
 	d->tpm = tpm2_context_free(d->tpm);
 	d->cfg = tls_config_free(d->cfg);
@@ -407,6 +421,14 @@ static int device_load(const Args *a, Device *d)
 		    &d->cfg);
 	if (r < 0)
 		return log_error_errno(r, "Cannot load the device state: %m");
+	r = ec_key_from_pem_or_der(key_pem, key_size, &d->tls_key);
+	if (r < 0)
+		return log_error_errno(r, "Cannot load the device key: %m");
+	if (a->command_key) {
+		r = ec_key_load_file(a->command_key, &d->command_key);
+		if (r < 0)
+			return log_error_errno(r, "Cannot load --command-key %s: %m", a->command_key);
+	}
 	r = tpm2_context_new(NULL, &d->tpm);
 	if (r < 0)
 		return log_error_errno(r, "No TPM (TRUSTPC_TPM2_DEVICE): %m");
@@ -608,10 +630,66 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Stays connected until the server goes away; heartbeats meanwhile. */
-static void hold_connection(Conn *c, uint32_t heartbeat)
+/* A COMMAND frame: verified like the agent does, printed, answered with a signed result. */
+static int on_command(const Args *a, Device *d, Conn *c, const ProtoMessage *m)
+{
+	_cleanup_(command_done) Command cmd = {};
+	_cleanup_(command_result_done) CommandResult res = {};
+	_cleanup_ec_key_ EcKey *forged = NULL;
+	_cleanup_free_ uint8_t *cose = NULL;
+	const char *why = NULL, *mode = a->result_mode ?: "done";
+	size_t n;
+	int r;
+
+	if (!d->command_key)
+		return log_error_errno(EBADMSG, "A command arrived but no --command-key was given.");
+	r = command_verify(d->command_key, d->device_id, d->last_seq, (uint64_t)time(NULL), m->command.cose.data,
+			   m->command.cose.size, &cmd, &why);
+	if (r < 0 && r != -ESTALE) {
+		printf("command-refused %s\n", strna(why));
+		fflush(stdout);
+		return 0;
+	}
+	printf("%s %s %s seq=%" PRIu64 "\n", r == -ESTALE ? "command-again" : "command", cmd.id,
+	       command_type_name(cmd.type), cmd.seq);
+	fflush(stdout);
+	if (r == 0)
+		d->last_seq = cmd.seq;
+	if (streq(mode, "none"))
+		return 0;
+
+	memcpy(res.id, cmd.id, sizeof(res.id));
+	memcpy(res.device_id, d->device_id, sizeof(res.device_id));
+	res.seq = cmd.seq;
+	res.type = cmd.type;
+	res.status = RESULT_DONE;
+	res.reason = strdup(cmd.type == COMMAND_LOCK ? "locked" : "ok");
+	res.time = (uint64_t)time(NULL);
+	res.has_epoch = cmd.type == COMMAND_LOCK;
+	res.epoch = a->result_epoch;
+	if (!res.reason)
+		return -ENOMEM;
+	if (streq(mode, "forged")) {
+		r = ec_key_generate(&forged);
+		if (r < 0)
+			return r;
+	}
+	r = command_result_sign(forged ?: d->tls_key, &res, &cose, &n);
+	if (r < 0)
+		return log_error_errno(r, "Cannot sign the result: %m");
+	r = send_msg(c, &(ProtoMessage){.type = PROTO_RESULT, .result = {.cose = {cose, n}}});
+	if (r < 0)
+		return r;
+	printf("result %s %s\n", res.id, streq(mode, "forged") ? "forged" : "done");
+	fflush(stdout);
+	return 0;
+}
+
+/* Stays connected until the server goes away; heartbeats meanwhile, commands as they come. */
+static void hold_connection(const Args *a, Device *d, Conn *c, uint32_t heartbeat)
 {
 	uint64_t next = now_ms() + (uint64_t)heartbeat * 1000;
+	unsigned acks_due = 0;
 
 	for (;;) {
 		struct pollfd p = {.fd = c->fd, .events = POLLIN};
@@ -626,16 +704,21 @@ static void hold_connection(Conn *c, uint32_t heartbeat)
 		} else
 			r = 1;
 		if (r > 0) {
-			/* The server only speaks when asked: this is its close (or a crash). */
+			/* Acks and commands; anything else is the server's close (or a crash). */
 			if (recv_msg(c, &m) < 0)
 				return;
+			if (m.type == PROTO_ACK && acks_due > 0)
+				acks_due--;
+			else if (m.type != PROTO_COMMAND || on_command(a, d, c, &m) < 0) {
+				proto_message_done(&m);
+				return;
+			}
 			proto_message_done(&m);
 			continue;
 		}
-		if (send_msg(c, &(ProtoMessage){.type = PROTO_HEARTBEAT}) < 0 ||
-		    expect_msg(c, PROTO_ACK, &m) < 0)
+		if (send_msg(c, &(ProtoMessage){.type = PROTO_HEARTBEAT}) < 0)
 			return;
-		proto_message_done(&m);
+		acks_due++;
 		next = now_ms() + (uint64_t)heartbeat * 1000;
 	}
 }
@@ -672,7 +755,7 @@ static int do_attest(const Args *a)
 						       a->run);
 			(void)poll(NULL, 0, 50);
 		}
-		hold_connection(&c, heartbeat);
+		hold_connection(a, &d, &c, heartbeat);
 		conn_done(&c);
 		printf("disconnected\n");
 		fflush(stdout);
@@ -723,6 +806,9 @@ int main(int argc, char **argv)
 		ARG_GARBAGE,
 		ARG_NO_ATTEST,
 		ARG_BURST,
+		ARG_COMMAND_KEY,
+		ARG_RESULT,
+		ARG_RESULT_EPOCH,
 	};
 	static const struct option opts[] = {
 	    {"server", required_argument, NULL, ARG_SERVER},
@@ -744,6 +830,9 @@ int main(int argc, char **argv)
 	    {"garbage", no_argument, NULL, ARG_GARBAGE},
 	    {"no-attest", no_argument, NULL, ARG_NO_ATTEST},
 	    {"burst", required_argument, NULL, ARG_BURST},
+	    {"command-key", required_argument, NULL, ARG_COMMAND_KEY},
+	    {"result", required_argument, NULL, ARG_RESULT},
+	    {"result-epoch", required_argument, NULL, ARG_RESULT_EPOCH},
 	    {},
 	};
 	Args a = {.name = "localhost", .hostname = "test-device"};
@@ -794,6 +883,20 @@ int main(int argc, char **argv)
 			break;
 		case ARG_ESCROW_CONTEXT:
 			a.escrow_context = optarg;
+			break;
+		case ARG_COMMAND_KEY:
+			a.command_key = optarg;
+			break;
+		case ARG_RESULT:
+			if (!streq(optarg, "done") && !streq(optarg, "none") && !streq(optarg, "forged")) {
+				log_error("--result must be done, none or forged.");
+				return EXIT_FAIL;
+			}
+			a.result_mode = optarg;
+			break;
+		case ARG_RESULT_EPOCH:
+			if (parse_uint64(optarg, UINT32_MAX, &a.result_epoch) < 0)
+				return EXIT_FAIL;
 			break;
 		case ARG_EPOCH:
 		case ARG_COUNT:
