@@ -30,7 +30,8 @@ static int send_result(Agent *a, const CommandResult *res)
 	int r;
 
 	if (!a->result_key)
-		return log_warning_errno(ENOKEY, "No device key to sign the result of command %s with.", res->id);
+		return log_warning_errno(ENOKEY, "No device key to sign the result of command %s with.",
+					 res->id);
 	r = command_result_sign(a->result_key, res, &cose, &n);
 	if (r < 0)
 		return log_warning_errno(r, "Cannot sign the result of command %s: %m", res->id);
@@ -46,8 +47,11 @@ static int send_result(Agent *a, const CommandResult *res)
 		if (r >= 0)
 			r = privsep_quote(a->privsep_fd, digest, COMMAND_QUOTE_PCRS, q);
 		if (r < 0)
-			log_warning_errno(r, "The executor could not quote the result of command %s: %m; sending it "
-					     "without the quote.", res->id);
+			log_warning_errno(
+			    r,
+			    "The executor could not quote the result of command %s: %m; sending it "
+			    "without the quote.",
+			    res->id);
 		else {
 			m.result.has_quote = true;
 			m.result.quote = (ProtoBytes){q->attest, q->attest_size};
@@ -58,18 +62,19 @@ static int send_result(Agent *a, const CommandResult *res)
 	}
 	log_info("Command %s (%s, seq %llu): %s%s%s.", res->id[0] ? res->id : "?",
 		 res->type ? command_type_name(res->type) : "unparsed", (unsigned long long)res->seq,
-		 result_status_name(res->status), res->reason && res->reason[0] ? ": " : "", res->reason ?: "");
+		 result_status_name(res->status), res->reason && res->reason[0] ? ": " : "",
+		 res->reason ?: "");
 	return agent_send(a, &m);
 }
 
 static int send_rejected(Agent *a, const Command *c, bool parsed, const char *reason)
 {
 	CommandResult res = {
-		.seq = parsed ? c->seq : 0,
-		.type = parsed ? c->type : 0,
-		.status = RESULT_REJECTED,
-		.reason = (char *)reason,
-		.time = (uint64_t)time(NULL),
+	    .seq = parsed ? c->seq : 0,
+	    .type = parsed ? c->type : 0,
+	    .status = RESULT_REJECTED,
+	    .reason = (char *)reason,
+	    .time = (uint64_t)time(NULL),
 	};
 
 	memcpy(res.device_id, a->device_id, sizeof(res.device_id));
@@ -93,7 +98,8 @@ int agent_command_handle(Agent *a, const uint8_t *cose, size_t n)
 	r = privsep_status(a->privsep_fd, &st);
 	if (r < 0)
 		return log_warning_errno(r, "The executor does not answer: %m");
-	r = command_verify(a->command_key, a->device_id, st.last_seq, (uint64_t)time(NULL), cose, n, &c, &why);
+	r = command_verify(a->command_key, a->device_id, st.last_seq, (uint64_t)time(NULL), cose, n, &c,
+			   &why);
 	/* The same seq as the last executed one may be a redelivery: the executor answers it with
 	 * the stored result (or rejects it when the id differs). */
 	if (r < 0 && !(r == -ESTALE && c.seq == st.last_seq))
@@ -104,13 +110,13 @@ int agent_command_handle(Agent *a, const uint8_t *cose, size_t n)
 		return log_warning_errno(r, "The executor could not execute command %s: %m", c.id);
 
 	CommandResult res = {
-		.seq = rep.seq,
-		.type = rep.type,
-		.status = rep.status,
-		.reason = rep.reason,
-		.time = (uint64_t)time(NULL),
-		.has_epoch = rep.has_epoch,
-		.epoch = rep.epoch,
+	    .seq = rep.seq,
+	    .type = rep.type,
+	    .status = rep.status,
+	    .reason = rep.reason,
+	    .time = (uint64_t)time(NULL),
+	    .has_epoch = rep.has_epoch,
+	    .epoch = rep.epoch,
 	};
 	memcpy(res.device_id, a->device_id, sizeof(res.device_id));
 	memcpy(res.id, rep.id, sizeof(res.id));

@@ -118,7 +118,8 @@ int exec_state_load(const char *dir, ExecState *ret)
 	if (get_u64(o, "last_seq", &s.last_seq) < 0 || get_u64(o, "last_type", &t) < 0 ||
 	    get_u64(o, "last_status", &st) < 0 || t > COMMAND_POLICY || st > RESULT_FAILED ||
 	    copy_text(s.last_id, sizeof(s.last_id), json_string_value(json_object_get(o, "last_id"))) < 0 ||
-	    copy_text(s.last_reason, sizeof(s.last_reason), json_string_value(json_object_get(o, "last_reason"))) < 0 ||
+	    copy_text(s.last_reason, sizeof(s.last_reason),
+		      json_string_value(json_object_get(o, "last_reason"))) < 0 ||
 	    !json_is_boolean(json_object_get(o, "locked")) || (s.last_id[0] && !command_id_valid(s.last_id)))
 		return log_warning_errno(EBADMSG, "%s/%s is not a command state file.", dir, STATE_COMMANDS);
 	s.last_type = (uint32_t)t;
@@ -131,10 +132,10 @@ int exec_state_load(const char *dir, ExecState *ret)
 
 int exec_state_save(const char *dir, const ExecState *s)
 {
-	_cleanup_json_ json_t *o = json_pack("{s:I, s:s, s:I, s:I, s:s, s:b}", "last_seq", (json_int_t)s->last_seq,
-					     "last_id", s->last_id, "last_type", (json_int_t)s->last_type,
-					     "last_status", (json_int_t)s->last_status, "last_reason", s->last_reason,
-					     "locked", s->locked);
+	_cleanup_json_ json_t *o =
+	    json_pack("{s:I, s:s, s:I, s:I, s:s, s:b}", "last_seq", (json_int_t)s->last_seq, "last_id",
+		      s->last_id, "last_type", (json_int_t)s->last_type, "last_status",
+		      (json_int_t)s->last_status, "last_reason", s->last_reason, "locked", s->locked);
 
 	if (o && s->has_epoch && json_object_set_new(o, "epoch", json_integer((json_int_t)s->epoch)) < 0)
 		return -ENOMEM;
@@ -154,7 +155,8 @@ int exec_intent_load(const char *dir, ExecIntent *ret)
 	if (get_u64(o, "seq", &i.seq) < 0 || get_u64(o, "type", &t) < 0 || t == 0 || t > COMMAND_POLICY ||
 	    copy_text(i.id, sizeof(i.id), json_string_value(json_object_get(o, "id"))) < 0 ||
 	    !command_id_valid(i.id))
-		return log_warning_errno(EBADMSG, "%s/%s is not a command intent record.", dir, STATE_INTENT);
+		return log_warning_errno(EBADMSG, "%s/%s is not a command intent record.", dir,
+					 STATE_INTENT);
 	i.type = (uint32_t)t;
 	i.has_epoch_before = get_u64(o, "epoch_before", &i.epoch_before) >= 0;
 	*ret = i;
@@ -163,8 +165,8 @@ int exec_intent_load(const char *dir, ExecIntent *ret)
 
 int exec_intent_save(const char *dir, const ExecIntent *i)
 {
-	_cleanup_json_ json_t *o = json_pack("{s:s, s:I, s:I}", "id", i->id, "seq", (json_int_t)i->seq, "type",
-					     (json_int_t)i->type);
+	_cleanup_json_ json_t *o = json_pack("{s:s, s:I, s:I}", "id", i->id, "seq", (json_int_t)i->seq,
+					     "type", (json_int_t)i->type);
 
 	if (o && i->has_epoch_before &&
 	    json_object_set_new(o, "epoch_before", json_integer((json_int_t)i->epoch_before)) < 0)
@@ -262,7 +264,8 @@ static int do_lock(Executor *e, const Command *c, const ExecIntent *intent, Outc
 		log_notice("Remote lock %s by %s (%s): the lock counter is now at epoch %llu.", c->id,
 			   strna(c->issuer), strna(c->args.lock.reason), (unsigned long long)counter);
 	} else
-		log_notice("Remote lock %s: the counter already moved to %llu before a restart; not incrementing again.",
+		log_notice("Remote lock %s: the counter already moved to %llu before a restart; not "
+			   "incrementing again.",
 			   c->id, (unsigned long long)counter);
 	o->has_epoch = true;
 	o->epoch = counter;
@@ -316,13 +319,14 @@ static int do_unlock(Executor *e, const Command *c, Outcome *o)
 	if (r >= 0)
 		r = ec_key_from_pem_or_der(key_pem, kn, &key);
 	if (r < 0) {
-		outcome_set(o, RESULT_FAILED, "no usable fleet policy key in the state dir: %s", strerror(-r));
+		outcome_set(o, RESULT_FAILED, "no usable fleet policy key in the state dir: %s",
+			    strerror(-r));
 		return 0;
 	}
 	r = signed_policy_verify(&p, key, &why);
 	if (r < 0) {
-		outcome_set(o, RESULT_FAILED, "the carried policy does not verify with the fleet policy key: %s",
-			    strna(why));
+		outcome_set(o, RESULT_FAILED,
+			    "the carried policy does not verify with the fleet policy key: %s", strna(why));
 		return 0;
 	}
 	if (!streq(p.device_id, e->device_id)) {
@@ -337,7 +341,8 @@ static int do_unlock(Executor *e, const Command *c, Outcome *o)
 	/* A policy for an older epoch would not open the disk; one for a future epoch would open it
 	 * after the next lock: only the current epoch is an unlock. */
 	if (p.params.epoch != counter) {
-		outcome_set(o, RESULT_FAILED, "the carried policy is for epoch %llu, the lock counter is at %llu",
+		outcome_set(o, RESULT_FAILED,
+			    "the carried policy is for epoch %llu, the lock counter is at %llu",
 			    (unsigned long long)p.params.epoch, (unsigned long long)counter);
 		return 0;
 	}
@@ -353,7 +358,8 @@ static int do_unlock(Executor *e, const Command *c, Outcome *o)
 	for (size_t i = 0; i < e->n_volumes; i++) {
 		r = store_policy_in_volume(e->volumes[i].path, &p);
 		if (r < 0) {
-			log_warning_errno(r, "Cannot store the new policy in the token of %s: %m", e->volumes[i].path);
+			log_warning_errno(r, "Cannot store the new policy in the token of %s: %m",
+					  e->volumes[i].path);
 			failed++;
 		} else
 			stored += r;
@@ -361,7 +367,8 @@ static int do_unlock(Executor *e, const Command *c, Outcome *o)
 	o->has_epoch = true;
 	o->epoch = counter;
 	if (failed > 0)
-		outcome_set(o, RESULT_FAILED, "policy for epoch %llu stored, but %u volume token(s) could not be updated",
+		outcome_set(o, RESULT_FAILED,
+			    "policy for epoch %llu stored, but %u volume token(s) could not be updated",
 			    (unsigned long long)counter, failed);
 	else
 		outcome_set(o, RESULT_DONE, "unlocked at epoch %llu (%u volume token(s) updated)",
@@ -404,7 +411,8 @@ static int do_wipe(Executor *e, const Command *c, Outcome *o)
 	if (matched == 0)
 		outcome_set(o, RESULT_FAILED, "no volume of class '%s' is configured", cls);
 	else if (failed > 0)
-		outcome_set(o, RESULT_FAILED, "erased %u of %u volume(s) of class '%s': %s", erased, matched, cls, list);
+		outcome_set(o, RESULT_FAILED, "erased %u of %u volume(s) of class '%s': %s", erased, matched,
+			    cls, list);
 	else
 		outcome_set(o, RESULT_DONE, "erased %u volume(s) of class '%s': %s", erased, cls, list);
 	return 0;
@@ -433,8 +441,8 @@ static int reply(Executor *e, const PrivsepExecuteReply *rep)
 	return privsep_send_reply(e->fd, PRIVSEP_EXECUTE, 0, rep, sizeof(*rep));
 }
 
-static void reply_fill(PrivsepExecuteReply *rep, const char *id, uint64_t seq, uint32_t type, ResultStatus status,
-		       const char *reason)
+static void reply_fill(PrivsepExecuteReply *rep, const char *id, uint64_t seq, uint32_t type,
+		       ResultStatus status, const char *reason)
 {
 	*rep = (PrivsepExecuteReply){.seq = seq, .type = type, .status = status};
 	if (id && command_id_valid(id))
@@ -446,12 +454,13 @@ static int reject(Executor *e, const Command *c, bool parsed, const char *reason
 {
 	PrivsepExecuteReply rep;
 
-	reply_fill(&rep, parsed ? c->id : NULL, parsed ? c->seq : 0, parsed ? c->type : 0, RESULT_REJECTED, reason);
+	reply_fill(&rep, parsed ? c->id : NULL, parsed ? c->seq : 0, parsed ? c->type : 0, RESULT_REJECTED,
+		   reason);
 	rep.locked = s->locked;
 	rep.has_epoch = s->has_epoch;
 	rep.epoch = s->epoch;
-	log_warning("Rejected a remote command%s%s: %s. Nothing was done.", parsed ? " " : "", parsed ? c->id : "",
-		    reason);
+	log_warning("Rejected a remote command%s%s: %s. Nothing was done.", parsed ? " " : "",
+		    parsed ? c->id : "", reason);
 	return reply(e, &rep);
 }
 
@@ -491,8 +500,8 @@ int executor_execute(Executor *e, const uint8_t *cose, size_t n)
 		rep.epoch = s.epoch;
 		rep.locked = s.locked;
 		rep.redelivered = 1;
-		log_info("Command %s (seq %llu) was executed already; answering with its stored result.", c.id,
-			 (unsigned long long)c.seq);
+		log_info("Command %s (seq %llu) was executed already; answering with its stored result.",
+			 c.id, (unsigned long long)c.seq);
 		return reply(e, &rep);
 	}
 	if (r < 0)
@@ -509,12 +518,14 @@ int executor_execute(Executor *e, const uint8_t *cose, size_t n)
 	} else {
 		intent = (ExecIntent){.seq = c.seq, .type = c.type};
 		strcpy(intent.id, c.id);
-		if (e->tpm && tpm2_counter_read(e->tpm, TPM2_LOCK_COUNTER_NV_INDEX, &intent.epoch_before) >= 0)
+		if (e->tpm &&
+		    tpm2_counter_read(e->tpm, TPM2_LOCK_COUNTER_NV_INDEX, &intent.epoch_before) >= 0)
 			intent.has_epoch_before = true;
 		r = exec_intent_save(e->state_dir, &intent);
 		if (r < 0) {
 			log_error_errno(r, "Cannot write the intent record of command %s: %m", c.id);
-			reply_fill(&rep, c.id, c.seq, c.type, RESULT_FAILED, "cannot record the command before acting");
+			reply_fill(&rep, c.id, c.seq, c.type, RESULT_FAILED,
+				   "cannot record the command before acting");
 			return reply(e, &rep);
 		}
 		have_intent = &intent;
@@ -558,7 +569,8 @@ int executor_execute(Executor *e, const uint8_t *cose, size_t n)
 	if (r < 0) {
 		/* The intent stays: the redelivery completes the record without acting twice. */
 		log_error_errno(r, "Cannot record the result of command %s: %m", c.id);
-		reply_fill(&rep, c.id, c.seq, c.type, RESULT_FAILED, "executed, but the result could not be recorded");
+		reply_fill(&rep, c.id, c.seq, c.type, RESULT_FAILED,
+			   "executed, but the result could not be recorded");
 		return reply(e, &rep);
 	}
 	r = exec_intent_remove(e->state_dir);

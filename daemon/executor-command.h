@@ -23,13 +23,13 @@
 
 typedef struct ExecState {
 	uint64_t last_seq;
-	char last_id[DEVICE_ID_STRING_SIZE];  /* 32 hex + NUL; "" when no command ran yet */
-	uint32_t last_type;                   /* CommandType */
-	uint32_t last_status;                 /* ResultStatus */
+	char last_id[DEVICE_ID_STRING_SIZE]; /* 32 hex + NUL; "" when no command ran yet */
+	uint32_t last_type;		     /* CommandType */
+	uint32_t last_status;		     /* ResultStatus */
 	char last_reason[PRIVSEP_REASON_MAX];
 	bool has_epoch;
-	uint64_t epoch;                       /* the lock counter after the last command */
-	bool locked;                          /* a lock command ran and no unlock since */
+	uint64_t epoch; /* the lock counter after the last command */
+	bool locked;	/* a lock command ran and no unlock since */
 } ExecState;
 
 typedef struct ExecIntent {
@@ -37,7 +37,7 @@ typedef struct ExecIntent {
 	uint64_t seq;
 	uint32_t type;
 	bool has_epoch_before;
-	uint64_t epoch_before;                /* the lock counter read before acting */
+	uint64_t epoch_before; /* the lock counter read before acting */
 } ExecIntent;
 
 /* commands.json. A missing file is the zero state (0). -EBADMSG for a file that is not ours. */

@@ -60,12 +60,12 @@ static int executor_child(int fd, const char *dir)
 		return 1;
 	}
 	Executor e = {
-		.fd = fd,
-		.state_dir = dir,
-		.tpm = tpm,
-		.enrolled = true,
-		.volumes = cfg.volumes,
-		.n_volumes = cfg.n_volumes,
+	    .fd = fd,
+	    .state_dir = dir,
+	    .tpm = tpm,
+	    .enrolled = true,
+	    .volumes = cfg.volumes,
+	    .n_volumes = cfg.n_volumes,
 	};
 	if (tpm2_device_id(tpm, e.device_id) < 0)
 		return 1;
@@ -78,12 +78,17 @@ static int executor_child(int fd, const char *dir)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"state-dir", required_argument, NULL, 'd'}, {"key", required_argument, NULL, 'k'},
-		{"type", required_argument, NULL, 't'},      {"seq", required_argument, NULL, 's'},
-		{"id", required_argument, NULL, 'i'},        {"device", required_argument, NULL, 'D'},
-		{"exp-delta", required_argument, NULL, 'e'}, {"policy", required_argument, NULL, 'p'},
-		{"class", required_argument, NULL, 'c'},     {"crash", required_argument, NULL, 'C'},
-		{},
+	    {"state-dir", required_argument, NULL, 'd'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"type", required_argument, NULL, 't'},
+	    {"seq", required_argument, NULL, 's'},
+	    {"id", required_argument, NULL, 'i'},
+	    {"device", required_argument, NULL, 'D'},
+	    {"exp-delta", required_argument, NULL, 'e'},
+	    {"policy", required_argument, NULL, 'p'},
+	    {"class", required_argument, NULL, 'c'},
+	    {"crash", required_argument, NULL, 'C'},
+	    {},
 	};
 	const char *dir = NULL, *key_path = NULL, *type = NULL, *id = NULL, *device = NULL, *policy = NULL,
 		   *cls = "all";
@@ -103,17 +108,38 @@ int main(int argc, char **argv)
 	log_parse_environment();
 	while ((c_opt = getopt_long(argc, argv, "", opts, NULL)) >= 0) {
 		switch (c_opt) {
-		case 'd': dir = optarg; break;
-		case 'k': key_path = optarg; break;
-		case 't': type = optarg; break;
-		case 's': seq = strtoull(optarg, NULL, 10); break;
-		case 'i': id = optarg; break;
-		case 'D': device = optarg; break;
-		case 'e': exp_delta = strtoll(optarg, NULL, 10); break;
-		case 'p': policy = optarg; break;
-		case 'c': cls = optarg; break;
-		case 'C': crash_at = optarg; break;
-		default: return 1;
+		case 'd':
+			dir = optarg;
+			break;
+		case 'k':
+			key_path = optarg;
+			break;
+		case 't':
+			type = optarg;
+			break;
+		case 's':
+			seq = strtoull(optarg, NULL, 10);
+			break;
+		case 'i':
+			id = optarg;
+			break;
+		case 'D':
+			device = optarg;
+			break;
+		case 'e':
+			exp_delta = strtoll(optarg, NULL, 10);
+			break;
+		case 'p':
+			policy = optarg;
+			break;
+		case 'c':
+			cls = optarg;
+			break;
+		case 'C':
+			crash_at = optarg;
+			break;
+		default:
+			return 1;
 		}
 	}
 	if (!dir || !key_path || !type || command_type_from_name(type, &c.type) < 0) {
@@ -182,7 +208,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "exec-command: EXECUTE failed: %s\n", strerror(-r));
 		return 1;
 	}
-	printf("status=%s\nreason=%s\nseq=%llu\ntype=%s\nepoch=%s%llu\nlocked=%u\nredelivered=%u\nreply_id=%s\n",
+	printf("status=%s\nreason=%s\nseq=%llu\ntype=%s\nepoch=%s%llu\nlocked=%u\nredelivered=%u\nreply_id=%"
+	       "s\n",
 	       result_status_name(rep.status), rep.reason, (unsigned long long)rep.seq,
 	       rep.type ? command_type_name(rep.type) : "", rep.has_epoch ? "" : "none-",
 	       (unsigned long long)rep.epoch, rep.locked, rep.redelivered, rep.id);

@@ -35,8 +35,10 @@
 
 static int gate(bool enroll, uint32_t declared, size_t actual)
 {
-	_cleanup_free_ uint8_t *buf = calloc(1, sizeof(PrivsepHeader) + sizeof(PrivsepExecuteRequest) + actual);
-	PrivsepHeader h = {.type = PRIVSEP_EXECUTE, .size = (uint32_t)(sizeof(PrivsepExecuteRequest) + actual)};
+	_cleanup_free_ uint8_t *buf =
+	    calloc(1, sizeof(PrivsepHeader) + sizeof(PrivsepExecuteRequest) + actual);
+	PrivsepHeader h = {.type = PRIVSEP_EXECUTE,
+			   .size = (uint32_t)(sizeof(PrivsepExecuteRequest) + actual)};
 	PrivsepExecuteRequest x = {.size = declared};
 	PrivsepType t = 0;
 	const char *why = NULL;
@@ -101,8 +103,12 @@ static void rmdir_r(char *d)
 static void test_state_round_trip(void **state)
 {
 	char *d = tmpdir();
-	ExecState s = {.last_seq = 41, .last_type = COMMAND_LOCK, .last_status = RESULT_DONE, .has_epoch = true,
-		       .epoch = 7, .locked = true};
+	ExecState s = {.last_seq = 41,
+		       .last_type = COMMAND_LOCK,
+		       .last_status = RESULT_DONE,
+		       .has_epoch = true,
+		       .epoch = 7,
+		       .locked = true};
 	ExecState got;
 	ExecIntent i = {.seq = 42, .type = COMMAND_WIPE, .has_epoch_before = true, .epoch_before = 7}, gi;
 
@@ -146,12 +152,12 @@ static void test_lock_idempotency(void **state)
 {
 	ExecIntent i = {.seq = 3, .type = COMMAND_LOCK, .has_epoch_before = true, .epoch_before = 5};
 
-	assert_true(exec_lock_needs_increment(NULL, 5));      /* first delivery */
-	assert_true(exec_lock_needs_increment(&i, 5));        /* crashed after the intent, before the increment */
-	assert_false(exec_lock_needs_increment(&i, 6));       /* crashed after the increment */
-	assert_false(exec_lock_needs_increment(&i, 9));       /* moved on in any way: never again */
+	assert_true(exec_lock_needs_increment(NULL, 5)); /* first delivery */
+	assert_true(exec_lock_needs_increment(&i, 5));	 /* crashed after the intent, before the increment */
+	assert_false(exec_lock_needs_increment(&i, 6));	 /* crashed after the increment */
+	assert_false(exec_lock_needs_increment(&i, 9));	 /* moved on in any way: never again */
 	i.has_epoch_before = false;
-	assert_true(exec_lock_needs_increment(&i, 6));        /* no counter when the intent was written */
+	assert_true(exec_lock_needs_increment(&i, 6)); /* no counter when the intent was written */
 }
 
 /* ---- the executor loop with signed commands (no TPM: the policy type, lock fails cleanly) ---- */
@@ -237,8 +243,8 @@ static char *state_bytes(Harness *h)
 	return t;
 }
 
-static void expect_rejected(Harness *h, const EcKey *key, const char *device, uint64_t seq, int64_t exp_delta,
-			    const char *id, const char *reason_part)
+static void expect_rejected(Harness *h, const EcKey *key, const char *device, uint64_t seq,
+			    int64_t exp_delta, const char *id, const char *reason_part)
 {
 	_cleanup_free_ char *before = state_bytes(h), *after = NULL;
 	PrivsepExecuteReply rep;
@@ -283,10 +289,11 @@ static void test_execute_signed(void **state)
 	execute(&h, h.key, ID, 5, COMMAND_POLICY, NULL, 600, &rep);
 	assert_int_equal(rep.status, RESULT_DONE);
 	assert_int_equal(rep.seq, 5);
-	expect_rejected(&h, h.key, ID, 4, 600, NULL, "");                          /* older seq */
-	expect_rejected(&h, h.key, "ffffffffffffffffffffffffffffffff", 6, 600, NULL, ""); /* another device */
+	expect_rejected(&h, h.key, ID, 4, 600, NULL, ""); /* older seq */
+	expect_rejected(&h, h.key, "ffffffffffffffffffffffffffffffff", 6, 600, NULL,
+			""); /* another device */
 
-	expect_rejected(&h, h.key, ID, 6, -10, NULL, "");                          /* expired */
+	expect_rejected(&h, h.key, ID, 6, -10, NULL, ""); /* expired */
 
 	/* a lock without a TPM fails cleanly and is recorded as failed */
 	execute(&h, h.key, ID, 6, COMMAND_LOCK, NULL, 600, &rep);
@@ -312,7 +319,7 @@ static void test_enrolled_command_key(void **state)
 
 	m.enrolled.device_id = ID;
 	m.enrolled.device_cert = m.enrolled.ca_cert = m.enrolled.policy_key = m.enrolled.escrow_key =
-		(ProtoBytes){der, sizeof(der)};
+	    (ProtoBytes){der, sizeof(der)};
 	/* without: absent after the round trip */
 	assert_int_equal(proto_encode(&m, &frame, &n), 0);
 	assert_int_equal(proto_decode(frame + 4, n - 4, &d, &why), 0);
@@ -334,11 +341,9 @@ static void test_enrolled_command_key(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_gate_sizes),
-		cmocka_unit_test(test_state_round_trip),
-		cmocka_unit_test(test_lock_idempotency),
-		cmocka_unit_test(test_execute_signed),
-		cmocka_unit_test(test_enrolled_command_key),
+	    cmocka_unit_test(test_gate_sizes),		 cmocka_unit_test(test_state_round_trip),
+	    cmocka_unit_test(test_lock_idempotency),	 cmocka_unit_test(test_execute_signed),
+	    cmocka_unit_test(test_enrolled_command_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
