@@ -210,7 +210,8 @@ bool server_is_connected(void *userdata, const char *device_id);
 /* ---- commands on the device port (server-command.c) ---- */
 /* Sends the device's pending commands with seq > *sent_seq in seq order (a quarantined device
  * only lock/unlock/wipe), marking each delivered; *sent_seq follows. Store failures are logged
- * and leave the commands pending. < 0 only when the connection failed. */
+ * and leave the commands pending ("delivered" means handed to the connection: a crash before the
+ * bytes leave only means the next connection sends it again). Returns 0. */
 int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState state, uint64_t *sent_seq);
 typedef struct DeviceCommandPeer {
 	const char *device_id;

@@ -148,10 +148,22 @@ assert_eq queued "$(jq -r .state <<<"$pol")" "policy queued"
 # Delivery is decided inside the request: when the answer is back, it was (not) sent.
 assert_eq queued "$(cmd_state "$pol1")" "the quarantined device did not get the policy"
 assert_eq 0 "$(grep -c " policy seq=" "$log" || true)" "no policy frame reached it"
+# A lock sent past the held-back policy makes it unexecutable (its seq is now below the device's
+# last): the server finishes it as failed, saying why, instead of leaving it queued forever.
+EXPECT_NAME="second lock past the held policy" expect_ok ctl helpdesk --json lock "$id" --reason "still compromised"
+lock2b=$(jq -r '.[0].id' "$EXPECT_STDOUT")
+poll_until 10 state_is "$lock2b" done && ok "the second lock reached it" || not_ok "the second lock reached it" "$(cat "$log")"
+assert_eq failed "$(cmd_state "$pol1")" "the overtaken policy is failed"
+assert_match "superseded by seq" "$(db "SELECT reason FROM commands WHERE id = '$pol1'")" "with the reason"
+assert_eq 1 "$(db "SELECT count(*) FROM audit WHERE action = 'command.failed' AND actor = 'trustpc-server'")" \
+	"audited as the server's decision"
 device_stop
 device_start
-poll_until 20 state_is "$pol1" done && ok "trusted again: the policy is delivered" ||
-	not_ok "trusted again: the policy is delivered" "$(cat "$log")"
+pol=$(api_post admin "/api/v1/devices/$id/commands" '{"type":"policy","version":3,"heartbeat":60}')
+pol2=$(jq -r .id <<<"$pol")
+poll_until 20 state_is "$pol2" done && ok "trusted again: a policy is delivered" ||
+	not_ok "trusted again: a policy is delivered" "$(cat "$log")"
+assert_eq 0 "$(grep -c "^command $pol1 " "$log" || true)" "the superseded policy is never sent"
 
 # ---- the server killed after queueing, before delivery → delivered exactly once ----
 device_stop
