@@ -74,4 +74,22 @@ wait "$agent_pid" 2>/dev/null || true
 agent_start
 assert_eq "b true" "$(prop Locked)" "after a restart: still Locked=true"
 assert_eq "t $((e0 + 1))" "$(prop Epoch)" "after a restart: no second increment"
+
+# Without the command key the network process refuses on its own (nothing reaches the executor)
+# and answers with a signed "rejected" that cannot name the command (it could not be parsed): the
+# server keeps the command delivered, the device stays as it was.
+kill "$agent_pid"
+wait "$agent_pid" 2>/dev/null || true
+mv "$D/command-key.pem" "$T/command-key.pem.aside"
+state_before=$(sha256sum <"$D/commands.json")
+agent_start
+resp=$(api POST "devices/$id/commands" '{"type":"lock","reason":"again"}')
+cid2=$(jq -r '.id // empty' <<<"$resp")
+refused() { grep -q "rejected: no fleet command key on the device" "$T/agent.log"; }
+if poll_until 20 refused; then ok "no command key: the agent rejects the command and says why"; else not_ok "no command key: the agent rejects the command and says why" "$(tail -n 20 "$T/agent.log")"; fi
+delivered() { [[ "$(db "SELECT state FROM commands WHERE id = '$cid2'")" == delivered ]]; }
+poll_until 10 delivered && ok "no command key: the server has it delivered, not done" || not_ok "no command key: the server has it delivered, not done" "$(db "SELECT state FROM commands WHERE id = '$cid2'")"
+assert_eq "t $((e0 + 1))" "$(prop Epoch)" "no command key: the counter did not move"
+assert_eq "$state_before" "$(sha256sum <"$D/commands.json")" "no command key: the executor's state unchanged"
+assert_eq "b true" "$(prop Attested)" "no command key: the connection stays up"
 test_done
