@@ -4,6 +4,8 @@
 # the admin API, the agent's network process checks it and hands it to the executor, which
 # increments the TPM lock counter; the signed result reaches the server (command done) and D-Bus
 # shows Locked=true with the new Epoch. A redelivery after an agent restart runs nothing again.
+# Without the command key the agent rejects on its own; with it back, the pending lock runs once;
+# an unlock carries the server's disk policy for the new epoch: Locked=false, policy.json stored.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/test-server-common.sh"
@@ -92,4 +94,24 @@ poll_until 10 delivered && ok "no command key: the server has it delivered, not 
 assert_eq "t $((e0 + 1))" "$(prop Epoch)" "no command key: the counter did not move"
 assert_eq "$state_before" "$(sha256sum <"$D/commands.json")" "no command key: the executor's state unchanged"
 assert_eq "b true" "$(prop Attested)" "no command key: the connection stays up"
+
+# The key back: the server delivers the pending lock again on the next connection, it runs once.
+kill "$agent_pid"
+wait "$agent_pid" 2>/dev/null || true
+mv "$T/command-key.pem.aside" "$D/command-key.pem"
+agent_start
+cmd_done() { [[ "$(db "SELECT state FROM commands WHERE id = '$1'")" == done ]]; }
+if poll_until 20 cmd_done "$cid2"; then ok "key restored: the pending lock is executed"; else not_ok "key restored: the pending lock is executed" "$(db "SELECT state, reason FROM commands WHERE id = '$cid2'")"; fi
+epoch_is() { [[ "$(prop Epoch)" == "t $1" ]]; }
+poll_until 10 epoch_is $((e0 + 2)) && ok "key restored: Epoch $((e0 + 2))" || not_ok "key restored: Epoch $((e0 + 2))" "$(prop Epoch)"
+
+# Unlock: the server's signed disk policy for the current epoch; the executor checks it and stores it.
+resp=$(api POST "devices/$id/commands" '{"type":"unlock"}')
+cid3=$(jq -r '.id // empty' <<<"$resp")
+assert_match '^[0-9a-f]{32}$' "$cid3" "the server queued the unlock ($resp)"
+if poll_until 20 cmd_done "$cid3"; then ok "unlock: done"; else not_ok "unlock: done" "$(db "SELECT state, reason FROM commands WHERE id = '$cid3'"; tail -n 5 "$T/agent.log")"; fi
+unlocked() { [[ "$(prop Locked)" == "b false" ]]; }
+poll_until 10 unlocked && ok "unlock: D-Bus Locked=false" || not_ok "unlock: D-Bus Locked=false" "$(prop Locked)"
+assert_eq $((e0 + 2)) "$(jq -r .epoch "$D/policy.json")" "unlock: policy.json is the new epoch's"
+assert_eq "t $((e0 + 2))" "$(prop Epoch)" "unlock: the counter did not move"
 test_done
