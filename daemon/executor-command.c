@@ -500,6 +500,9 @@ int executor_execute(Executor *e, const uint8_t *cose, size_t n)
 		rep.epoch = s.epoch;
 		rep.locked = s.locked;
 		rep.redelivered = 1;
+		/* A crash between the state write and the intent's removal left the intent behind. */
+		if (exec_intent_load(e->state_dir, &intent) >= 0 && streq(intent.id, c.id))
+			(void)exec_intent_remove(e->state_dir);
 		log_info("Command %s (seq %llu) was executed already; answering with its stored result.",
 			 c.id, (unsigned long long)c.seq);
 		return reply(e, &rep);
