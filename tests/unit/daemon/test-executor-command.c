@@ -308,6 +308,50 @@ static void test_execute_signed(void **state)
 	harness_stop(&h);
 }
 
+/* trustpcd.conf: volumes and volume.CLASS (what a wipe erases). */
+static int config(const char *dir, const char *text, AgentConfig *ret, unsigned *line)
+{
+	assert_int_equal(state_write(dir, STATE_CONFIG, text, strlen(text)), 0);
+	return agent_config_load(dir, ret, line);
+}
+
+static void test_config_volumes(void **state)
+{
+	char *d = tmpdir();
+	AgentConfig c = {0};
+	unsigned line = 0;
+
+	assert_int_equal(
+	    config(d, "server = h:1\nvolumes = /a\n# c\nvolume.corporate = /b  /c\nvolume.personal=/d\n", &c,
+		   &line),
+	    0);
+	assert_true(c.disk_encrypted);
+	assert_int_equal(c.n_volumes, 4);
+	assert_null(c.volumes[0].class_name);
+	assert_string_equal(c.volumes[0].path, "/a");
+	assert_string_equal(c.volumes[1].class_name, "corporate");
+	assert_string_equal(c.volumes[2].path, "/c");
+	assert_string_equal(c.volumes[3].class_name, "personal");
+	assert_string_equal(c.volumes[3].path, "/d");
+	agent_config_done(&c);
+
+	/* refused, with the line: "all" is the wipe-everything word, relative paths, odd class names */
+	assert_int_equal(config(d, "volume.all = /a\n", &c, &line), -EINVAL);
+	assert_int_equal(line, 1);
+	assert_int_equal(config(d, "volumes = /a\nvolume.corp = rel/path\n", &c, &line), -EINVAL);
+	assert_int_equal(line, 2);
+	assert_int_equal(config(d, "volume.Corp = /a\n", &c, &line), -EINVAL);
+	assert_int_equal(config(d, "volume. = /a\n", &c, &line), -EINVAL);
+	assert_int_equal(config(d, "volume.a/b = /a\n", &c, &line), -EINVAL);
+
+	/* at most AGENT_VOLUMES_MAX */
+	char big[AGENT_VOLUMES_MAX * 4 + 32] = "volumes =";
+	for (int i = 0; i <= AGENT_VOLUMES_MAX; i++)
+		strcat(big, " /v");
+	assert_int_equal(config(d, big, &c, &line), -EINVAL);
+	rmdir_r(d);
+}
+
 /* The optional command_key of `enrolled` (what trustpcd enroll stores as command-key.pem). */
 static void test_enrolled_command_key(void **state)
 {
@@ -343,7 +387,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_gate_sizes),		 cmocka_unit_test(test_state_round_trip),
 	    cmocka_unit_test(test_lock_idempotency),	 cmocka_unit_test(test_execute_signed),
-	    cmocka_unit_test(test_enrolled_command_key),
+	    cmocka_unit_test(test_enrolled_command_key), cmocka_unit_test(test_config_volumes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
