@@ -22,8 +22,8 @@
 json_t *command_json(const CommandRecord *c)
 {
 	return json_pack("{s:s, s:s, s:I, s:s, s:o, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "id", c->id,
-			 "device_id", c->device_id, "seq", (json_int_t)c->seq, "type", c->type ?: "",
-			 "args", json_embedded(c->args_json), "issuer", c->issuer ?: "", "state",
+			 "device_id", c->device_id, "seq", (json_int_t)c->seq, "type", c->type ?: "", "args",
+			 json_embedded(c->args_json), "issuer", c->issuer ?: "", "state",
 			 command_state_name(c->state) ?: "unknown", "reason", json_string_or_null(c->reason),
 			 "created_at", json_time(c->created_at), "delivered_at", json_time(c->delivered_at),
 			 "finished_at", json_time(c->finished_at), "epoch",
@@ -63,9 +63,9 @@ json_t *device_commands_json(ApiCall *c, const char *device_id, int *ret_error)
 
 /* ---- the command body ---- */
 
-static const char *const command_members[] = {"type", "reason", "poweroff", "class", "version", "heartbeat",
-					      "offline_lease", "usb_storage", "screen_lock", "devices", "all",
-					      NULL};
+static const char *const command_members[] = {"type",	     "reason",	  "poweroff",	   "class",
+					      "version",     "heartbeat", "offline_lease", "usb_storage",
+					      "screen_lock", "devices",	  "all",	   NULL};
 
 static int get_uint(ApiCall *c, json_t *body, const char *name, uint64_t max, bool required, uint64_t *ret)
 {
@@ -73,13 +73,14 @@ static int get_uint(ApiCall *c, json_t *body, const char *name, uint64_t max, bo
 
 	if (!v) {
 		if (required)
-			return answer_error(c, 400, "bad-request", "'%s' is required for a policy command.", name)
+			return answer_error(c, 400, "bad-request", "'%s' is required for a policy command.",
+					    name)
 				   ?: 1;
 		return 0;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
-		return answer_error(c, 400, "bad-request", "'%s' must be an integer from 0 to %" PRIu64 ".", name,
-				    max)
+		return answer_error(c, 400, "bad-request", "'%s' must be an integer from 0 to %" PRIu64 ".",
+				    name, max)
 			   ?: 1;
 	*ret = (uint64_t)json_integer_value(v);
 	return 0;
@@ -95,12 +96,14 @@ static int parse_spec(ApiCall *c, json_t *body, CommandSpec *ret)
 	int r;
 
 	if (!type_name || command_type_from_name(type_name, &spec.type) < 0)
-		return answer_error(c, 400, "bad-type", "'type' must be \"lock\", \"unlock\", \"wipe\" or \"policy\".")
+		return answer_error(c, 400, "bad-type",
+				    "'type' must be \"lock\", \"unlock\", \"wipe\" or \"policy\".")
 			   ?: 1;
 	/* Locking, unlocking and wiping is the helpdesk's job; the device policy is the fleet's. */
 	if (spec.type == COMMAND_POLICY && c->role < ROLE_ADMIN)
-		return answer_error(c, 403, "forbidden", "A policy command needs the admin role; you (%s) are %s.",
-				    c->operator, operator_role_name(c->role))
+		return answer_error(c, 403, "forbidden",
+				    "A policy command needs the admin role; you (%s) are %s.", c->operator,
+				    operator_role_name(c->role))
 			   ?: 1;
 
 	/* Members that belong to another type are refused: a "class" on a lock is a mistake. */
@@ -109,14 +112,16 @@ static int parse_spec(ApiCall *c, json_t *body, CommandSpec *ret)
 			const char *name;
 			CommandType type;
 		} owner[] = {
-		    {"reason", COMMAND_LOCK},	    {"poweroff", COMMAND_LOCK},		{"class", COMMAND_WIPE},
-		    {"version", COMMAND_POLICY},    {"heartbeat", COMMAND_POLICY},	{"offline_lease", COMMAND_POLICY},
+		    {"reason", COMMAND_LOCK},	     {"poweroff", COMMAND_LOCK},
+		    {"class", COMMAND_WIPE},	     {"version", COMMAND_POLICY},
+		    {"heartbeat", COMMAND_POLICY},   {"offline_lease", COMMAND_POLICY},
 		    {"usb_storage", COMMAND_POLICY}, {"screen_lock", COMMAND_POLICY},
 		};
 		for (size_t i = 0; i < ELEMENTSOF(owner); i++)
 			if (json_object_get(body, owner[i].name) && owner[i].type != spec.type)
-				return answer_error(c, 400, "bad-request", "'%s' does not apply to a %s command.",
-						    owner[i].name, type_name)
+				return answer_error(c, 400, "bad-request",
+						    "'%s' does not apply to a %s command.", owner[i].name,
+						    type_name)
 					   ?: 1;
 	}
 
@@ -134,8 +139,9 @@ static int parse_spec(ApiCall *c, json_t *body, CommandSpec *ret)
 	case COMMAND_WIPE:
 		v = json_object_get(body, "class");
 		if (!json_is_string(v))
-			return answer_error(c, 400, "bad-class",
-					    "'class' (a data class name, or \"all\") is required for a wipe.")
+			return answer_error(
+				   c, 400, "bad-class",
+				   "'class' (a data class name, or \"all\") is required for a wipe.")
 				   ?: 1;
 		spec.class_name = json_string_value(v);
 		break;
@@ -145,20 +151,24 @@ static int parse_spec(ApiCall *c, json_t *body, CommandSpec *ret)
 			return r;
 		spec.policy.heartbeat = (uint32_t)u;
 		u = 0;
-		if ((r = get_uint(c, body, "offline_lease", INT64_MAX, false, &spec.policy.offline_lease)) != 0 ||
+		if ((r = get_uint(c, body, "offline_lease", INT64_MAX, false, &spec.policy.offline_lease)) !=
+			0 ||
 		    (r = get_uint(c, body, "screen_lock", UINT32_MAX, false, &u)) != 0)
 			return r;
 		spec.policy.screen_lock = (uint32_t)u;
 		v = json_object_get(body, "usb_storage");
 		if (v && !json_is_boolean(v))
-			return answer_error(c, 400, "bad-request", "'usb_storage' must be true or false.") ?: 1;
+			return answer_error(c, 400, "bad-request", "'usb_storage' must be true or false.")
+				   ?: 1;
 		spec.policy.usb_storage = json_is_true(v);
 		break;
 	case COMMAND_UNLOCK:
 		break;
 	}
 	if (command_spec_check(&spec, &why) < 0)
-		return answer_error(c, 400, spec.type == COMMAND_WIPE ? "bad-class" : "bad-request", "%s", why) ?: 1;
+		return answer_error(c, 400, spec.type == COMMAND_WIPE ? "bad-class" : "bad-request", "%s",
+				    why)
+			   ?: 1;
 	*ret = spec;
 	return 0;
 }
@@ -222,8 +232,8 @@ int api_device_command(ApiCall *c)
 	if (r != 0 || c->resp->body)
 		return r;
 	if (!store_device_id_valid(c->arg))
-		return answer_error(c, 400, "bad-device-id", "'%s' is not a device id (32 lower-case hex digits).",
-				    c->arg);
+		return answer_error(c, 400, "bad-device-id",
+				    "'%s' is not a device id (32 lower-case hex digits).", c->arg);
 	r = parse_body(c, command_members, &body);
 	if (r != 0)
 		return r < 0 ? r : 0;
@@ -271,7 +281,8 @@ int api_fleet_command(ApiCall *c)
 		return answer_error(c, 400, "bad-request", "Give either 'devices': [id, …] or 'all': true.");
 	if (list && (!json_is_array(list) || json_array_size(list) == 0 ||
 		     json_array_size(list) > FLEET_DEVICES_MAX))
-		return answer_error(c, 400, "bad-request", "'devices' must be a non-empty array of device ids.");
+		return answer_error(c, 400, "bad-request",
+				    "'devices' must be a non-empty array of device ids.");
 	r = parse_spec(c, body, &spec);
 	if (r != 0)
 		return r < 0 ? r : 0;
@@ -284,12 +295,13 @@ int api_fleet_command(ApiCall *c)
 			_cleanup_(device_record_done) DeviceRecord d = {};
 			const char *id = json_string_value(v);
 			if (!store_device_id_valid(id))
-				return answer_error(c, 400, "bad-device-id",
-						    "devices[%zu] is not a device id (32 lower-case hex digits).", i);
+				return answer_error(
+				    c, 400, "bad-device-id",
+				    "devices[%zu] is not a device id (32 lower-case hex digits).", i);
 			r = store_device_get(c->ctx->store, id, &d);
 			if (r == -ENOENT)
-				return answer_error(c, 404, "unknown-device", "No device %s is enrolled; nothing was queued.",
-						    id);
+				return answer_error(c, 404, "unknown-device",
+						    "No device %s is enrolled; nothing was queued.", id);
 			if (r < 0)
 				return answer_internal(c, r, "reading a device");
 		}
@@ -314,7 +326,8 @@ int api_fleet_command(ApiCall *c)
 			item = command_json(&rec);
 		else if (err.status) {
 			/* Reported per device: the others were queued and stay queued. */
-			item = json_pack("{s:s,s:s,s:s}", "device_id", id, "error", err.code, "message", err.message);
+			item = json_pack("{s:s,s:s,s:s}", "device_id", id, "error", err.code, "message",
+					 err.message);
 			r = 0;
 		} else
 			break;
@@ -347,22 +360,25 @@ int api_commands_list(ApiCall *c)
 		for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
 			char *eq = strchr(kv, '=');
 			if (!eq)
-				return answer_error(c, 400, "bad-query", "Query parameter '%s' has no value.", kv);
+				return answer_error(c, 400, "bad-query",
+						    "Query parameter '%s' has no value.", kv);
 			*eq++ = 0;
 			if (streq(kv, "device") && !seen_device) {
 				if (!store_device_id_valid(eq))
-					return answer_error(c, 400, "bad-query",
-							    "'device' must be a device id (32 lower-case hex digits).");
+					return answer_error(
+					    c, 400, "bad-query",
+					    "'device' must be a device id (32 lower-case hex digits).");
 				memcpy(device, eq, sizeof(device));
 				seen_device = true;
 			} else if (streq(kv, "limit") && !seen_limit) {
 				if (parse_uint64(eq, COMMANDS_LIMIT_MAX, &limit) < 0 || limit == 0)
-					return answer_error(c, 400, "bad-query", "'limit' must be from 1 to %u.",
+					return answer_error(c, 400, "bad-query",
+							    "'limit' must be from 1 to %u.",
 							    COMMANDS_LIMIT_MAX);
 				seen_limit = true;
 			} else
-				return answer_error(c, 400, "bad-query", "Unknown or repeated query parameter '%s'.",
-						    kv);
+				return answer_error(c, 400, "bad-query",
+						    "Unknown or repeated query parameter '%s'.", kv);
 		}
 	}
 	if (seen_device) {
@@ -408,15 +424,16 @@ int api_recovery_key(ApiCall *c)
 	if (c->req->body_len > 0 && !(c->req->body_len == 2 && memcmp(c->req->body, "{}", 2) == 0))
 		return answer_error(c, 400, "bad-request", "The body must be empty or {}.");
 	if (!store_device_id_valid(c->arg))
-		return answer_error(c, 400, "bad-device-id", "'%s' is not a device id (32 lower-case hex digits).",
-				    c->arg);
+		return answer_error(c, 400, "bad-device-id",
+				    "'%s' is not a device id (32 lower-case hex digits).", c->arg);
 	r = store_device_get(c->ctx->store, c->arg, &d);
 	if (r == -ENOENT)
 		return answer_error(c, 404, "unknown-device", "No device %s is enrolled.", c->arg);
 	if (r < 0)
 		return answer_internal(c, r, "reading the device");
 	if (!d.escrow_json)
-		return answer_error(c, 404, "not-escrowed", "Device %s has not escrowed a recovery key.", c->arg);
+		return answer_error(c, 404, "not-escrowed", "Device %s has not escrowed a recovery key.",
+				    c->arg);
 	if (!c->ctx->escrow_key_path)
 		return answer_error(c, 503, "unavailable", "This server has no escrow key configured.");
 
@@ -455,8 +472,8 @@ int api_recovery_key(ApiCall *c)
 	/* Built by hand so that the secret is in one buffer we wipe; uuid is from the authenticated
 	 * context, escaped by jansson to be safe. */
 	{
-		_cleanup_free_ char *uuid_json = json_dumps(json_object_get(details, "luks_uuid"),
-							    JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+		_cleanup_free_ char *uuid_json =
+		    json_dumps(json_object_get(details, "luks_uuid"), JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
 		if (!uuid_json)
 			return -ENOMEM;
 		if (asprintf(&out, "{\"device_id\":\"%s\",\"luks_uuid\":%s,\"recovery_key\":\"%.*s\"}",

@@ -24,7 +24,7 @@ typedef struct ApiCall {
 /* Answers: each fills c->resp and returns 0, or -ENOMEM. */
 int answer_error(ApiCall *c, int status, const char *code, const char *fmt, ...) _printf_(4, 5);
 int answer_internal(ApiCall *c, int r, const char *what); /* logs once; 500 */
-int answer_json(ApiCall *c, int status, json_t *j);      /* takes j */
+int answer_json(ApiCall *c, int status, json_t *j);	  /* takes j */
 
 json_t *json_time(time_t t);
 json_t *json_string_or_null(const char *s);
@@ -38,10 +38,10 @@ int refuse_query(ApiCall *c);
 
 /* admin-api-commands.c */
 json_t *command_json(const CommandRecord *c);
-int api_device_command(ApiCall *c);   /* POST /devices/{id}/commands */
-int api_fleet_command(ApiCall *c);    /* POST /commands */
-int api_commands_list(ApiCall *c);    /* GET /commands */
-int api_recovery_key(ApiCall *c);     /* POST /devices/{id}/recovery-key */
+int api_device_command(ApiCall *c); /* POST /devices/{id}/commands */
+int api_fleet_command(ApiCall *c);  /* POST /commands */
+int api_commands_list(ApiCall *c);  /* GET /commands */
+int api_recovery_key(ApiCall *c);   /* POST /devices/{id}/recovery-key */
 /* The device's newest commands for GET /devices/{id}: a JSON array, or NULL (a 500 was answered
  * or OOM: *ret_error). */
 json_t *device_commands_json(ApiCall *c, const char *device_id, int *ret_error);

@@ -41,8 +41,8 @@ static bool class_name_valid(const char *s)
 	if (n == 0 || n > CLASS_MAX || s[0] == '.')
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      s[i] == '_' || s[i] == '-' || s[i] == '.'))
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
 			return false;
 	return true;
 }
@@ -171,8 +171,10 @@ int command_spec_check(const CommandSpec *spec, const char **ret_why)
 {
 	switch (spec->type) {
 	case COMMAND_LOCK:
-		if (spec->reason && (!text_valid(spec->reason, PROTO_TEXT_MAX) || !utf8_valid(spec->reason))) {
-			*ret_why = "reason must be UTF-8 text of at most 1024 bytes without control characters";
+		if (spec->reason &&
+		    (!text_valid(spec->reason, PROTO_TEXT_MAX) || !utf8_valid(spec->reason))) {
+			*ret_why =
+			    "reason must be UTF-8 text of at most 1024 bytes without control characters";
 			return -EINVAL;
 		}
 		return 0;
@@ -180,14 +182,15 @@ int command_spec_check(const CommandSpec *spec, const char **ret_why)
 		return 0;
 	case COMMAND_WIPE:
 		if (!class_name_valid(spec->class_name)) {
-			*ret_why = "class must be 1-64 characters of [A-Za-z0-9_.-] (not starting with '.'), "
-				   "or \"all\"";
+			*ret_why =
+			    "class must be 1-64 characters of [A-Za-z0-9_.-] (not starting with '.'), "
+			    "or \"all\"";
 			return -EINVAL;
 		}
 		return 0;
 	case COMMAND_POLICY:
-		if (spec->policy.version == 0 || spec->policy.version > INT64_MAX || spec->policy.heartbeat == 0 ||
-		    spec->policy.offline_lease > INT64_MAX) {
+		if (spec->policy.version == 0 || spec->policy.version > INT64_MAX ||
+		    spec->policy.heartbeat == 0 || spec->policy.offline_lease > INT64_MAX) {
 			*ret_why = "policy needs version >= 1 and heartbeat >= 1";
 			return -EINVAL;
 		}
@@ -228,8 +231,9 @@ int command_issue(Store *s, const CommandIssueKeys *k, const char *issuer, const
 		break;
 	case COMMAND_UNLOCK:
 		if (lock_pending(s, device_id, &r)) {
-			*ret_why = "a lock of this device is still pending: its epoch is not known until the "
-				   "device reports the lock's result";
+			*ret_why =
+			    "a lock of this device is still pending: its epoch is not known until the "
+			    "device reports the lock's result";
 			return -EBUSY;
 		}
 		if (r < 0)
@@ -246,10 +250,11 @@ int command_issue(Store *s, const CommandIssueKeys *k, const char *issuer, const
 		break;
 	case COMMAND_POLICY:
 		is.cmd.args.policy = spec->policy;
-		args = json_pack("{s:I,s:I,s:I,s:b,s:I}", "version", (json_int_t)spec->policy.version,
-				 "heartbeat", (json_int_t)spec->policy.heartbeat, "offline_lease",
-				 (json_int_t)spec->policy.offline_lease, "usb_storage", spec->policy.usb_storage,
-				 "screen_lock", (json_int_t)spec->policy.screen_lock);
+		args =
+		    json_pack("{s:I,s:I,s:I,s:b,s:I}", "version", (json_int_t)spec->policy.version,
+			      "heartbeat", (json_int_t)spec->policy.heartbeat, "offline_lease",
+			      (json_int_t)spec->policy.offline_lease, "usb_storage",
+			      spec->policy.usb_storage, "screen_lock", (json_int_t)spec->policy.screen_lock);
 		break;
 	}
 	if (!args)

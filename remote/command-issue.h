@@ -16,8 +16,8 @@
 typedef struct CommandIssueKeys {
 	const EcKey *command_key; /* signs commands (state dir command.key) */
 	const EcKey *policy_key;  /* signs the unlock's disk policy (policy.key) */
-	uint32_t policy_pcrs;     /* PCRs the disk policy binds (PCR 15 = 0 is added) */
-	uint32_t ttl;             /* seconds from iat to exp */
+	uint32_t policy_pcrs;	  /* PCRs the disk policy binds (PCR 15 = 0 is added) */
+	uint32_t ttl;		  /* seconds from iat to exp */
 } CommandIssueKeys;
 
 typedef struct CommandSpec {

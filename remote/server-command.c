@@ -36,12 +36,13 @@ static void command_supersede(Server *s, const CommandRecord *held, uint64_t by_
 	int r;
 
 	snprintf(reason, sizeof(reason),
-		 "not delivered while the device was quarantined; superseded by seq %" PRIu64 " (re-issue it)",
+		 "not delivered while the device was quarantined; superseded by seq %" PRIu64
+		 " (re-issue it)",
 		 by_seq);
-	r = store_command_finish(s->store, held->id,
-				 &(CommandOutcome){.state = COMMAND_STATE_FAILED, .reason = reason,
-						   .actor = SERVER_ACTOR},
-				 time(NULL));
+	r = store_command_finish(
+	    s->store, held->id,
+	    &(CommandOutcome){.state = COMMAND_STATE_FAILED, .reason = reason, .actor = SERVER_ACTOR},
+	    time(NULL));
 	if (r < 0 && r != -ESTALE)
 		log_error_errno(r, "Cannot record command %s as superseded: %m.", held->id);
 	else
@@ -58,7 +59,8 @@ int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState st
 
 	r = store_command_pending(s->store, device_id, &list, &n);
 	if (r < 0) {
-		log_error_errno(r, "Cannot read the pending commands of %s: %m; they stay queued.", device_id);
+		log_error_errno(r, "Cannot read the pending commands of %s: %m; they stay queued.",
+				device_id);
 		return 0; /* the next connection tries again; the device itself is fine */
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -90,7 +92,8 @@ int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState st
 		r = store_command_mark_delivered(s->store, cmd->id, time(NULL));
 		if (r < 0 && r != -ESTALE)
 			log_error_errno(r, "Cannot record command %s as delivered: %m.", cmd->id);
-		log_info("Command %s (%s, seq %" PRIu64 ") sent to %s.", cmd->id, cmd->type, cmd->seq, device_id);
+		log_info("Command %s (%s, seq %" PRIu64 ") sent to %s.", cmd->id, cmd->type, cmd->seq,
+			 device_id);
 	}
 	command_records_free(list, n);
 	return 0;
@@ -153,12 +156,13 @@ int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const Pr
 	if (r == -ENOENT || (r >= 0 && (!streq(cmd.device_id, peer->device_id) || cmd.seq != res.seq))) {
 		/* A result we cannot match (a command of another server, an edited database): logged, not
 		 * acted on. */
-		log_notice("Device %s: result for unknown command %s (seq %" PRIu64 "); ignored.", peer->device_id,
-			   res.id, res.seq);
+		log_notice("Device %s: result for unknown command %s (seq %" PRIu64 "); ignored.",
+			   peer->device_id, res.id, res.seq);
 		return 0;
 	}
 	if (r < 0) {
-		log_error_errno(r, "Cannot read command %s: %m; the device will send its result again.", res.id);
+		log_error_errno(r, "Cannot read command %s: %m; the device will send its result again.",
+				res.id);
 		return 0;
 	}
 	state = state_from_status(res.status);
@@ -177,15 +181,17 @@ int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const Pr
 				 time(NULL));
 	if (r == -ESTALE) {
 		/* The answer to a redelivery: the first result counts. */
-		log_debug("Device %s: result for finished command %s again; ignored.", peer->device_id, res.id);
+		log_debug("Device %s: result for finished command %s again; ignored.", peer->device_id,
+			  res.id);
 		return 0;
 	}
 	if (r < 0) {
-		log_error_errno(r, "Cannot record the result of command %s: %m; the device will send it again.",
-				res.id);
+		log_error_errno(
+		    r, "Cannot record the result of command %s: %m; the device will send it again.", res.id);
 		return 0;
 	}
-	log_info("Command %s (%s, seq %" PRIu64 ") on %s: %s%s%s.", res.id, cmd.type, res.seq, peer->device_id,
-		 command_state_name(state), res.reason && *res.reason ? ": " : "", res.reason ?: "");
+	log_info("Command %s (%s, seq %" PRIu64 ") on %s: %s%s%s.", res.id, cmd.type, res.seq,
+		 peer->device_id, command_state_name(state), res.reason && *res.reason ? ": " : "",
+		 res.reason ?: "");
 	return 0;
 }

@@ -15,13 +15,13 @@
 #include "store-sqlite.h"
 
 #define COMMAND_COLUMNS                                                                                     \
-	"id, device_id, seq, type, args, issuer, cose, state, reason, created_at, delivered_at, "          \
+	"id, device_id, seq, type, args, issuer, cose, state, reason, created_at, delivered_at, "           \
 	"finished_at, result_cose, epoch"
 #define COMMAND_LIST_MAX 10000
 
 static const char *const state_names[] = {
-    [COMMAND_STATE_QUEUED] = "queued",	   [COMMAND_STATE_DELIVERED] = "delivered",
-    [COMMAND_STATE_DONE] = "done",	   [COMMAND_STATE_REJECTED] = "rejected",
+    [COMMAND_STATE_QUEUED] = "queued", [COMMAND_STATE_DELIVERED] = "delivered",
+    [COMMAND_STATE_DONE] = "done",     [COMMAND_STATE_REJECTED] = "rejected",
     [COMMAND_STATE_FAILED] = "failed",
 };
 
@@ -77,7 +77,8 @@ static int command_from_row(sqlite3_stmt *st, CommandRecord *ret)
 	memcpy(c.id, id, 33);
 	memcpy(c.device_id, dev, 33);
 	c.seq = (uint64_t)sqlite3_column_int64(st, 2);
-	if ((r = store_column_strdup(st, 3, &c.type)) < 0 || (r = store_column_strdup(st, 4, &c.args_json)) < 0 ||
+	if ((r = store_column_strdup(st, 3, &c.type)) < 0 ||
+	    (r = store_column_strdup(st, 4, &c.args_json)) < 0 ||
 	    (r = store_column_strdup(st, 5, &c.issuer)) < 0 ||
 	    (r = store_column_blobdup(st, 6, &c.cose, &c.cose_size)) < 0 ||
 	    (r = store_column_strdup(st, 8, &c.reason)) < 0 ||
@@ -154,8 +155,9 @@ int store_command_enqueue(Store *s, CommandRecord *c, StoreCommandSignFn sign_fn
 {
 	static const char sql_seq[] = "UPDATE devices SET next_seq = next_seq + 1 WHERE device_id = ? "
 				      "RETURNING next_seq - 1";
-	static const char sql_insert[] = "INSERT INTO commands(id, device_id, seq, type, args, issuer, "
-					 "cose, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)";
+	static const char sql_insert[] =
+	    "INSERT INTO commands(id, device_id, seq, type, args, issuer, "
+	    "cose, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)";
 	_cleanup_txn_ StoreTxn txn = {};
 	_cleanup_stmt_ sqlite3_stmt *sts = NULL, *sti = NULL;
 	_cleanup_free_ uint8_t *cose = NULL;
@@ -347,8 +349,8 @@ int store_command_finish(Store *s, const char *id, const CommandOutcome *o, time
 	if (r < 0)
 		return r;
 	rc = o->has_epoch ? sqlite3_bind_int64(st, 5, (int64_t)o->epoch) : sqlite3_bind_null(st, 5);
-	if (store_bind_text(st, 1, command_state_name(o->state)) < 0 || store_bind_text(st, 2, o->reason) < 0 ||
-	    sqlite3_bind_int64(st, 3, (int64_t)when) != SQLITE_OK ||
+	if (store_bind_text(st, 1, command_state_name(o->state)) < 0 ||
+	    store_bind_text(st, 2, o->reason) < 0 || sqlite3_bind_int64(st, 3, (int64_t)when) != SQLITE_OK ||
 	    (o->result_cose && o->result_cose_size > 0
 		 ? sqlite3_bind_blob64(st, 4, o->result_cose, o->result_cose_size, SQLITE_TRANSIENT)
 		 : sqlite3_bind_null(st, 4)) != SQLITE_OK ||
@@ -375,8 +377,8 @@ int store_command_list(Store *s, const char *device_id, size_t limit, CommandRec
 {
 	static const char sql_all[] =
 	    "SELECT " COMMAND_COLUMNS " FROM commands ORDER BY created_at DESC, rowid DESC LIMIT ?";
-	static const char sql_dev[] = "SELECT " COMMAND_COLUMNS
-				      " FROM commands WHERE device_id = ? ORDER BY seq DESC LIMIT ?";
+	static const char sql_dev[] =
+	    "SELECT " COMMAND_COLUMNS " FROM commands WHERE device_id = ? ORDER BY seq DESC LIMIT ?";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int r;
 

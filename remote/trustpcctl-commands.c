@@ -28,7 +28,11 @@ static const char *str(const json_t *o, const char *key)
 /* Options of other verbs given here are a usage error, not ignored. */
 static int check_command_options(const CtlOptions *o, const char *verb, bool reason, bool klass, bool all)
 {
-	const char *bad = o->image ? "--image" : o->ttl ? "--ttl" : o->n_pcrs ? "--pcr" : o->after ? "--after" : NULL;
+	const char *bad = o->image    ? "--image"
+			  : o->ttl    ? "--ttl"
+			  : o->n_pcrs ? "--pcr"
+			  : o->after  ? "--after"
+				      : NULL;
 
 	if (!bad && !reason && (o->reason || o->poweroff))
 		bad = o->reason ? "--reason" : "--poweroff";
@@ -45,8 +49,8 @@ static int check_command_options(const CtlOptions *o, const char *verb, bool rea
 
 static int print_commands(const CtlOptions *o, json_t *list)
 {
-	static const char *const headers[] = {"COMMAND", "DEVICE", "SEQ", "TYPE", "STATE",
-					      "QUEUED", "DELIVERED", "FINISHED", "ISSUER", "REASON"};
+	static const char *const headers[] = {"COMMAND", "DEVICE",    "SEQ",	  "TYPE",   "STATE",
+					      "QUEUED",	 "DELIVERED", "FINISHED", "ISSUER", "REASON"};
 	_cleanup_table_ CtlTable *t = NULL;
 	json_t *e;
 	size_t i;
@@ -66,14 +70,16 @@ static int print_commands(const CtlOptions *o, json_t *list)
 
 		if (str(e, "error")) {
 			/* A fleet command that could not be queued for this device. */
-			fprintf(stderr, "%s: not queued: %s\n", strna(str(e, "device_id")), strna(str(e, "message")));
+			fprintf(stderr, "%s: not queued: %s\n", strna(str(e, "device_id")),
+				strna(str(e, "message")));
 			continue;
 		}
-		snprintf(seq, sizeof(seq), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(e, "seq")));
+		snprintf(seq, sizeof(seq), "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(json_object_get(e, "seq")));
 		snprintf(id, sizeof(id), "%s", strna(str(e, "id")));
 		snprintf(dev, sizeof(dev), "%s", strna(str(e, "device_id")));
-		const char *row[] = {id, dev, seq, str(e, "type"), str(e, "state"), q, d, f, str(e, "issuer"),
-				     str(e, "reason")};
+		const char *row[] = {id, dev, seq, str(e, "type"),   str(e, "state"),
+				     q,	 d,   f,   str(e, "issuer"), str(e, "reason")};
 		if (ctl_table_add(t, row) < 0)
 			return log_oom(), CTL_EXIT_ERROR;
 	}

@@ -57,10 +57,14 @@ static int setup(void **state)
 	_cleanup_free_ char *blob = NULL, *context = NULL;
 	char *pem = NULL;
 	ImageRecord img = {.name = (char *)"img", .pcr_mask = 1U << 7};
-	DeviceRecord d = {
-	    .hostname = (char *)"laptop-a", .image = (char *)"img", .tls_public = (uint8_t *)"spki",
-	    .tls_public_size = 4, .state = DEVICE_TRUSTED, .enrolled_at = 100, .last_seen = 300,
-	    .posture_json = (char *)"{\"epoch\":3,\"locked\":false}"};
+	DeviceRecord d = {.hostname = (char *)"laptop-a",
+			  .image = (char *)"img",
+			  .tls_public = (uint8_t *)"spki",
+			  .tls_public_size = 4,
+			  .state = DEVICE_TRUSTED,
+			  .enrolled_at = 100,
+			  .last_seen = 300,
+			  .posture_json = (char *)"{\"epoch\":3,\"locked\":false}"};
 	FILE *f;
 
 	snprintf(dir, sizeof(dir), "%s/trustpc-test-admincmd.XXXXXX", getenv("TMPDIR") ?: "/tmp");
@@ -68,7 +72,8 @@ static int setup(void **state)
 		return -1;
 	snprintf(db_path, sizeof(db_path), "%s/server.db", dir);
 	snprintf(escrow_path, sizeof(escrow_path), "%s/escrow.key", dir);
-	if (store_open(db_path, &store) < 0 || store_operator_add(store, "vera", ROLE_VIEWER, &tok_viewer) < 0 ||
+	if (store_open(db_path, &store) < 0 ||
+	    store_operator_add(store, "vera", ROLE_VIEWER, &tok_viewer) < 0 ||
 	    store_operator_add(store, "hugo", ROLE_HELPDESK, &tok_helpdesk) < 0 ||
 	    store_operator_add(store, "ada", ROLE_ADMIN, &tok_admin) < 0)
 		return -1;
@@ -76,7 +81,8 @@ static int setup(void **state)
 	if (store_image_put(store, &img) < 0)
 		return -1;
 
-	if (ec_key_generate(&command_key) < 0 || ec_key_generate(&policy_key) < 0 || ec_key_generate(&escrow) < 0)
+	if (ec_key_generate(&command_key) < 0 || ec_key_generate(&policy_key) < 0 ||
+	    ec_key_generate(&escrow) < 0)
 		return -1;
 	if (ec_key_private_pem(escrow, &pem) < 0 || !(f = fopen(escrow_path, "we")))
 		return -1;
@@ -90,12 +96,13 @@ static int setup(void **state)
 	memcpy(d.device_id, ID_A, 33);
 	if (store_device_put(store, &d) < 0)
 		return -1;
-	d = (DeviceRecord){.hostname = (char *)"thin-b", .state = DEVICE_QUARANTINED, .reason = (char *)"PCR 7"};
+	d = (DeviceRecord){
+	    .hostname = (char *)"thin-b", .state = DEVICE_QUARANTINED, .reason = (char *)"PCR 7"};
 	memcpy(d.device_id, ID_B, 33);
 	if (store_device_put(store, &d) < 0)
 		return -1;
-	keys = (CommandIssueKeys){.command_key = command_key, .policy_key = policy_key, .policy_pcrs = 1U << 7,
-				  .ttl = 3600};
+	keys = (CommandIssueKeys){
+	    .command_key = command_key, .policy_key = policy_key, .policy_pcrs = 1U << 7, .ttl = 3600};
 	queued_calls = 0;
 	queued_for[0] = 0;
 	return 0;
@@ -139,8 +146,8 @@ static Answer call(const char *method, const char *target, const char *token, co
 
 	if (token)
 		assert_true(asprintf(&auth, "Authorization: Bearer %s\r\n", token) > 0);
-	assert_true(asprintf(&text, "%s %s HTTP/1.1\r\nHost: test\r\n%sContent-Length: %zu\r\n\r\n%s", method,
-			     target, auth ?: "", body ? strlen(body) : 0, body ?: "") > 0);
+	assert_true(asprintf(&text, "%s %s HTTP/1.1\r\nHost: test\r\n%sContent-Length: %zu\r\n\r\n%s",
+			     method, target, auth ?: "", body ? strlen(body) : 0, body ?: "") > 0);
 	assert_int_equal(http_request_parse(text, strlen(text), &req, NULL), 0);
 	assert_int_equal(admin_api_handle(&ctx, &req, &resp), 0);
 	assert_non_null(resp.body);
@@ -158,8 +165,8 @@ static void expect(const char *method, const char *target, const char *token, co
 	Answer a = call(method, target, token, body);
 
 	if (a.status != status)
-		fail_msg("%s %s %s: status %d, expected %d: %s", method, target, strna(body), a.status, status,
-			 a.body);
+		fail_msg("%s %s %s: status %d, expected %d: %s", method, target, strna(body), a.status,
+			 status, a.body);
 	if (code) {
 		const char *m = json_string_value(json_object_get(a.json, "message"));
 		assert_string_equal(json_string_value(json_object_get(a.json, "error")), code);
@@ -192,8 +199,8 @@ static void verify_stored(const char *id, const char *device, uint64_t last_seq,
 	const char *why = NULL;
 
 	assert_int_equal(store_command_get(store, id, &rec), 0);
-	if (command_verify(command_key, device, last_seq, (uint64_t)time(NULL), rec.cose, rec.cose_size, ret, &why) <
-	    0)
+	if (command_verify(command_key, device, last_seq, (uint64_t)time(NULL), rec.cose, rec.cose_size, ret,
+			   &why) < 0)
 		fail_msg("command %s does not verify: %s", id, strna(why));
 }
 
@@ -206,11 +213,13 @@ static void test_roles(void **state)
 
 	expect("POST", LOCK_A, NULL, lock, 401, "unauthenticated", NULL);
 	expect("POST", LOCK_A, tok_viewer, lock, 403, "forbidden", "needs the helpdesk role");
-	expect("POST", "/api/v1/commands", tok_viewer, "{\"all\":true,\"type\":\"lock\"}", 403, "forbidden", NULL);
+	expect("POST", "/api/v1/commands", tok_viewer, "{\"all\":true,\"type\":\"lock\"}", 403, "forbidden",
+	       NULL);
 	expect("POST", "/api/v1/devices/" ID_A "/recovery-key", tok_helpdesk, NULL, 403, "forbidden",
 	       "needs the admin role");
 	/* The device policy is the admin's; the role check comes before anything is queued. */
-	expect("POST", LOCK_A, tok_helpdesk, policy, 403, "forbidden", "policy command needs the admin role");
+	expect("POST", LOCK_A, tok_helpdesk, policy, 403, "forbidden",
+	       "policy command needs the admin role");
 	assert_int_equal(sql_int("SELECT count(*) FROM commands"), 0);
 	assert_int_equal(sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue'"), 0);
 	assert_int_equal(queued_calls, 0);
@@ -220,33 +229,39 @@ static void test_roles(void **state)
 	assert_string_equal(queued_for, ID_A);
 	expect("POST", LOCK_A, tok_admin, policy, 202, NULL, NULL);
 	expect("GET", "/api/v1/commands", tok_viewer, NULL, 200, NULL, NULL);
-	assert_int_equal(sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue' AND actor = 'hugo'"), 1);
-	assert_int_equal(sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue' AND actor = 'ada'"), 1);
+	assert_int_equal(
+	    sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue' AND actor = 'hugo'"), 1);
+	assert_int_equal(
+	    sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue' AND actor = 'ada'"), 1);
 }
 
 static void test_validation(void **state)
 {
 	expect("POST", "/api/v1/devices/" ID_NONE "/commands", tok_helpdesk, "{\"type\":\"lock\"}", 404,
 	       "unknown-device", NULL);
-	expect("POST", "/api/v1/devices/xyz/commands", tok_helpdesk, "{\"type\":\"lock\"}", 400, "bad-device-id",
-	       NULL);
+	expect("POST", "/api/v1/devices/xyz/commands", tok_helpdesk, "{\"type\":\"lock\"}", 400,
+	       "bad-device-id", NULL);
 	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"reboot\"}", 400, "bad-type", NULL);
 	expect("POST", LOCK_A, tok_helpdesk, "{}", 400, "bad-type", NULL);
 	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"wipe\"}", 400, "bad-class", NULL);
-	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"wipe\",\"class\":\"../etc\"}", 400, "bad-class", NULL);
-	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"wipe\",\"class\":\".hidden\"}", 400, "bad-class", NULL);
+	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"wipe\",\"class\":\"../etc\"}", 400, "bad-class",
+	       NULL);
+	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"wipe\",\"class\":\".hidden\"}", 400, "bad-class",
+	       NULL);
 	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"wipe\",\"class\":7}", 400, "bad-class", NULL);
-	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"lock\",\"class\":\"corporate\"}", 400, "bad-request",
-	       "does not apply");
+	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"lock\",\"class\":\"corporate\"}", 400,
+	       "bad-request", "does not apply");
 	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"lock\",\"reason\":\"a\\nb\"}", 400, "bad-request",
 	       "control");
-	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"lock\",\"poweroff\":\"yes\"}", 400, "bad-request", NULL);
+	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"lock\",\"poweroff\":\"yes\"}", 400, "bad-request",
+	       NULL);
 	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"lock\",\"extra\":1}", 400, "bad-request", "extra");
 	expect("POST", LOCK_A, tok_helpdesk, "{\"type\":\"lock\",\"all\":true}", 400, "bad-request", NULL);
 	expect("POST", LOCK_A "?x=1", tok_helpdesk, "{\"type\":\"lock\"}", 400, "bad-query", NULL);
-	expect("POST", LOCK_A, tok_admin, "{\"type\":\"policy\",\"version\":0,\"heartbeat\":60}", 400, "bad-request",
-	       NULL);
-	expect("POST", LOCK_A, tok_admin, "{\"type\":\"policy\",\"heartbeat\":60}", 400, "bad-request", "version");
+	expect("POST", LOCK_A, tok_admin, "{\"type\":\"policy\",\"version\":0,\"heartbeat\":60}", 400,
+	       "bad-request", NULL);
+	expect("POST", LOCK_A, tok_admin, "{\"type\":\"policy\",\"heartbeat\":60}", 400, "bad-request",
+	       "version");
 	expect("GET", LOCK_A, tok_helpdesk, NULL, 405, "method-not-allowed", NULL);
 	/* An unlock for a device without an image (no PCR values to sign for) is refused. */
 	expect("POST", "/api/v1/devices/" ID_B "/commands", tok_helpdesk, "{\"type\":\"unlock\"}", 409,
@@ -269,7 +284,8 @@ static void test_lock_unlock(void **state)
 	const char *why = NULL;
 	Answer a;
 
-	a = call("POST", LOCK_A, tok_helpdesk, "{\"type\":\"lock\",\"reason\":\"stolen \\\"bag\\\"\",\"poweroff\":true}");
+	a = call("POST", LOCK_A, tok_helpdesk,
+		 "{\"type\":\"lock\",\"reason\":\"stolen \\\"bag\\\"\",\"poweroff\":true}");
 	assert_int_equal(a.status, 202);
 	assert_string_equal(json_string_value(json_object_get(a.json, "state")), "queued");
 	assert_int_equal(json_integer_value(json_object_get(a.json, "seq")), 1);
@@ -288,8 +304,8 @@ static void test_lock_unlock(void **state)
 		_cleanup_(command_record_done) CommandRecord rec = {};
 		Command other = {};
 		assert_int_equal(store_command_get(store, lock_id, &rec), 0);
-		assert_int_equal(command_verify(command_key, ID_B, 0, (uint64_t)time(NULL), rec.cose, rec.cose_size,
-						&other, &why),
+		assert_int_equal(command_verify(command_key, ID_B, 0, (uint64_t)time(NULL), rec.cose,
+						rec.cose_size, &other, &why),
 				 -EXDEV);
 	}
 
@@ -298,9 +314,10 @@ static void test_lock_unlock(void **state)
 
 	/* The device reports the lock done at epoch 5: the unlock's policy is for epoch 5. */
 	assert_int_equal(store_command_mark_delivered(store, lock_id, time(NULL)), 0);
-	assert_int_equal(store_command_finish(store, lock_id,
-					      &(CommandOutcome){.state = COMMAND_STATE_DONE, .has_epoch = true, .epoch = 5},
-					      time(NULL)),
+	assert_int_equal(store_command_finish(
+			     store, lock_id,
+			     &(CommandOutcome){.state = COMMAND_STATE_DONE, .has_epoch = true, .epoch = 5},
+			     time(NULL)),
 			 0);
 	a = call("POST", LOCK_A, tok_helpdesk, "{\"type\":\"unlock\"}");
 	assert_int_equal(a.status, 202);
@@ -309,8 +326,9 @@ static void test_lock_unlock(void **state)
 	answer_done(&a);
 	assert_int_equal(unlock.type, COMMAND_UNLOCK);
 	assert_int_equal(unlock.seq, 2);
-	assert_int_equal(signed_policy_parse(unlock.args.unlock.policy, strlen(unlock.args.unlock.policy), &pol, &why),
-			 0);
+	assert_int_equal(
+	    signed_policy_parse(unlock.args.unlock.policy, strlen(unlock.args.unlock.policy), &pol, &why),
+	    0);
 	assert_int_equal(signed_policy_verify(&pol, policy_key, &why), 0);
 	assert_string_equal(pol.device_id, ID_A);
 	assert_int_equal(pol.params.epoch, 5);
@@ -350,8 +368,9 @@ static void test_lock_unlock(void **state)
 		assert_int_equal(json_integer_value(json_object_get(last, "epoch")), 5);
 		assert_true(json_is_integer(json_object_get(last, "delivered_at")));
 		assert_true(json_is_integer(json_object_get(last, "finished_at")));
-		assert_string_equal(json_string_value(json_object_get(json_object_get(last, "args"), "reason")),
-				    "stolen \"bag\"");
+		assert_string_equal(
+		    json_string_value(json_object_get(json_object_get(last, "args"), "reason")),
+		    "stolen \"bag\"");
 	}
 	answer_done(&a);
 }
@@ -362,17 +381,19 @@ static void test_fleet(void **state)
 
 	/* One unknown device in the list: nothing is queued for anyone. */
 	expect("POST", "/api/v1/commands", tok_helpdesk,
-	       "{\"devices\":[\"" ID_A "\",\"" ID_NONE "\"],\"type\":\"lock\"}", 404, "unknown-device", ID_NONE);
-	expect("POST", "/api/v1/commands", tok_helpdesk, "{\"devices\":[],\"type\":\"lock\"}", 400, "bad-request",
-	       NULL);
+	       "{\"devices\":[\"" ID_A "\",\"" ID_NONE "\"],\"type\":\"lock\"}", 404, "unknown-device",
+	       ID_NONE);
+	expect("POST", "/api/v1/commands", tok_helpdesk, "{\"devices\":[],\"type\":\"lock\"}", 400,
+	       "bad-request", NULL);
 	expect("POST", "/api/v1/commands", tok_helpdesk, "{\"type\":\"lock\"}", 400, "bad-request", NULL);
-	expect("POST", "/api/v1/commands", tok_helpdesk, "{\"all\":true,\"devices\":[\"" ID_A "\"],\"type\":\"lock\"}",
-	       400, "bad-request", NULL);
-	expect("POST", "/api/v1/commands", tok_helpdesk, "{\"all\":true,\"type\":\"wipe\",\"class\":\"a/b\"}", 400,
-	       "bad-class", NULL);
+	expect("POST", "/api/v1/commands", tok_helpdesk,
+	       "{\"all\":true,\"devices\":[\"" ID_A "\"],\"type\":\"lock\"}", 400, "bad-request", NULL);
+	expect("POST", "/api/v1/commands", tok_helpdesk,
+	       "{\"all\":true,\"type\":\"wipe\",\"class\":\"a/b\"}", 400, "bad-class", NULL);
 	assert_int_equal(sql_int("SELECT count(*) FROM commands"), 0);
 
-	a = call("POST", "/api/v1/commands", tok_helpdesk, "{\"all\":true,\"type\":\"lock\",\"reason\":\"audit\"}");
+	a = call("POST", "/api/v1/commands", tok_helpdesk,
+		 "{\"all\":true,\"type\":\"lock\",\"reason\":\"audit\"}");
 	assert_int_equal(a.status, 202);
 	assert_int_equal(json_array_size(a.json), 2);
 	answer_done(&a);
@@ -384,9 +405,11 @@ static void test_fleet(void **state)
 	assert_int_equal(json_array_size(a.json), 2);
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(a.json, 0), "seq")), 2);
 	answer_done(&a);
-	a = call("POST", "/api/v1/commands", tok_helpdesk, "{\"devices\":[\"" ID_B "\"],\"type\":\"unlock\"}");
+	a = call("POST", "/api/v1/commands", tok_helpdesk,
+		 "{\"devices\":[\"" ID_B "\"],\"type\":\"unlock\"}");
 	assert_int_equal(a.status, 202);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(a.json, 0), "error")), "lock-pending");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(a.json, 0), "error")),
+			    "lock-pending");
 	answer_done(&a);
 	assert_int_equal(sql_int("SELECT count(*) FROM commands"), 4);
 	a = call("GET", "/api/v1/commands", tok_viewer, NULL);
@@ -398,9 +421,11 @@ static void test_recovery_key(void **state)
 {
 	Answer a;
 
-	expect("POST", "/api/v1/devices/" ID_NONE "/recovery-key", tok_admin, NULL, 404, "unknown-device", NULL);
+	expect("POST", "/api/v1/devices/" ID_NONE "/recovery-key", tok_admin, NULL, 404, "unknown-device",
+	       NULL);
 	expect("POST", "/api/v1/devices/" ID_B "/recovery-key", tok_admin, NULL, 404, "not-escrowed", NULL);
-	expect("POST", "/api/v1/devices/" ID_A "/recovery-key", tok_admin, "{\"x\":1}", 400, "bad-request", NULL);
+	expect("POST", "/api/v1/devices/" ID_A "/recovery-key", tok_admin, "{\"x\":1}", 400, "bad-request",
+	       NULL);
 	assert_int_equal(sql_int("SELECT count(*) FROM audit WHERE action = 'recovery-key.read'"), 0);
 
 	a = call("POST", "/api/v1/devices/" ID_A "/recovery-key", tok_admin, NULL);
@@ -408,9 +433,10 @@ static void test_recovery_key(void **state)
 	assert_string_equal(json_string_value(json_object_get(a.json, "recovery_key")), RECOVERY);
 	assert_string_equal(json_string_value(json_object_get(a.json, "luks_uuid")), UUID);
 	answer_done(&a);
-	assert_int_equal(sql_int("SELECT count(*) FROM audit WHERE action = 'recovery-key.read' AND actor = 'ada' "
-				 "AND subject = '" ID_A "'"),
-			 1);
+	assert_int_equal(
+	    sql_int("SELECT count(*) FROM audit WHERE action = 'recovery-key.read' AND actor = 'ada' "
+		    "AND subject = '" ID_A "'"),
+	    1);
 
 	/* A blob copied from device A onto device B is refused: its context names A. */
 	{

@@ -70,8 +70,12 @@ static int64_t sql_int(const char *sql)
 static void add_device(Store *s, const char *id)
 {
 	static uint8_t tls[] = {0x30, 0x59, 7};
-	DeviceRecord d = {.hostname = (char *)"host", .tls_public = tls, .tls_public_size = sizeof(tls),
-			  .state = DEVICE_TRUSTED, .enrolled_at = 1000, .last_seen = 1000};
+	DeviceRecord d = {.hostname = (char *)"host",
+			  .tls_public = tls,
+			  .tls_public_size = sizeof(tls),
+			  .state = DEVICE_TRUSTED,
+			  .enrolled_at = 1000,
+			  .last_seen = 1000};
 	snprintf(d.device_id, sizeof(d.device_id), "%s", id);
 	assert_int_equal(store_device_put(s, &d), 0);
 }
@@ -104,7 +108,8 @@ static void make_id(char id[COMMAND_ID_HEX_SIZE], unsigned n)
 
 static int enqueue(Store *s, const char *device, unsigned n, const char *type, CommandRecord *ret)
 {
-	CommandRecord c = {.type = strdup(type), .args_json = strdup("{\"reason\":\"stolen \\\"x\\\"\"}"),
+	CommandRecord c = {.type = strdup(type),
+			   .args_json = strdup("{\"reason\":\"stolen \\\"x\\\"\"}"),
 			   .issuer = strdup("helen")};
 	int r;
 
@@ -149,8 +154,8 @@ static void test_enqueue_seq(void **state)
 	assert_int_equal(enqueue(s, "nope", 11, "lock", NULL), -ENOENT);
 	assert_int_equal(enqueue(s, ID_A, 1, "lock", NULL), -EEXIST); /* id taken */
 	{
-		CommandRecord bad = {.type = (char *)"lock", .args_json = (char *)"{}",
-				     .issuer = (char *)"helen"};
+		CommandRecord bad = {
+		    .type = (char *)"lock", .args_json = (char *)"{}", .issuer = (char *)"helen"};
 		snprintf(bad.device_id, sizeof(bad.device_id), ID_A);
 		snprintf(bad.id, sizeof(bad.id), "XYZ");
 		assert_int_equal(store_command_enqueue(s, &bad, fake_sign, NULL), -EINVAL);
@@ -212,9 +217,12 @@ static void test_life_cycle(void **state)
 	_cleanup_(store_closep) Store *s = open_store();
 	_cleanup_(command_record_done) CommandRecord got = {};
 	CommandRecord *list = NULL;
-	CommandOutcome done = {.state = COMMAND_STATE_DONE, .reason = "locked",
-			       .result_cose = (const uint8_t *)"result", .result_cose_size = 6,
-			       .has_epoch = true, .epoch = 7};
+	CommandOutcome done = {.state = COMMAND_STATE_DONE,
+			       .reason = "locked",
+			       .result_cose = (const uint8_t *)"result",
+			       .result_cose_size = 6,
+			       .has_epoch = true,
+			       .epoch = 7};
 	char id1[COMMAND_ID_HEX_SIZE], id2[COMMAND_ID_HEX_SIZE], id3[COMMAND_ID_HEX_SIZE];
 	uint64_t epoch;
 	size_t n = 0;
