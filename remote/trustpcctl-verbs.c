@@ -173,6 +173,35 @@ static void print_field(const char *name, const char *value)
 	printf("%-14s%s\n", name, value ?: "-");
 }
 
+/* The device's recent commands with the time of each step (the helpdesk's "did it lock?"). */
+static int print_device_commands(const json_t *cmds)
+{
+	static const char *const headers[] = {"SEQ", "TYPE", "STATE", "QUEUED", "DELIVERED", "FINISHED", "REASON"};
+	_cleanup_table_ CtlTable *t = NULL;
+	json_t *e;
+	size_t i;
+
+	if (json_array_size(cmds) == 0)
+		return 0;
+	printf("Commands (newest first):\n");
+	t = ctl_table_new(ELEMENTSOF(headers), headers);
+	if (!t)
+		return log_oom(), CTL_EXIT_ERROR;
+	json_array_foreach (cmds, i, e) {
+		_cleanup_free_ char *q = ctl_format_time(json_object_get(e, "created_at"));
+		_cleanup_free_ char *dl = ctl_format_time(json_object_get(e, "delivered_at"));
+		_cleanup_free_ char *f = ctl_format_time(json_object_get(e, "finished_at"));
+		char seq[24];
+
+		snprintf(seq, sizeof(seq), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(e, "seq")));
+		const char *cells[] = {seq, str(e, "type"), str(e, "state"), q, dl, f, str(e, "reason")};
+		if (ctl_table_add(t, cells) < 0)
+			return log_oom(), CTL_EXIT_ERROR;
+	}
+	ctl_table_print(t);
+	return 0;
+}
+
 int verb_show(const CtlOptions *o, int argc, char **argv)
 {
 	static const char *const headers[] = {"SEQ", "TIME", "ACTOR", "ACTION", "DETAILS"};
@@ -228,6 +257,10 @@ int verb_show(const CtlOptions *o, int argc, char **argv)
 			printf("  %-20s%s\n", key, strna(v));
 		}
 	}
+
+	r = print_device_commands(json_object_get(d, "commands"));
+	if (r != 0)
+		return r;
 
 	h = json_object_get(d, "history");
 	if (json_array_size(h) == 0)

@@ -101,6 +101,9 @@ expect_ok ctl viewer commands
 assert_match 'COMMAND +DEVICE +SEQ +TYPE +STATE' "$(head -n1 "$EXPECT_STDOUT")" "commands: table"
 expect_ok ctl viewer --json show "$id"
 assert_eq 2 "$(jq -r '.commands | length' "$EXPECT_STDOUT")" "show lists the device's commands"
+expect_ok ctl viewer show "$id"
+assert_match 'SEQ +TYPE +STATE +QUEUED +DELIVERED +FINISHED +REASON' "$(cat "$EXPECT_STDOUT")" "show: commands table"
+assert_match '2 +unlock +done ' "$(cat "$EXPECT_STDOUT")" "show: the unlock, done"
 # Roles: a viewer cannot lock (exit 4), nothing queued.
 expect_fail 4 "needs the helpdesk role" ctl viewer lock "$id" --reason x
 assert_eq 2 "$(db "SELECT count(*) FROM commands")" "the refused lock was not queued"
