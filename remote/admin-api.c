@@ -24,7 +24,6 @@
 #define DEVICE_HISTORY 20U
 #define PREFIX "/api/v1/"
 
-
 /* ---- answers ---- */
 
 int answer_error(ApiCall *c, int status, const char *code, const char *fmt, ...)

@@ -160,7 +160,8 @@ int server_config_set(ServerConfig *c, const char *key, const char *value, const
 		return 0;
 	}
 	if (streq(key, "command_ttl")) {
-		/* ≥ 1 min: it must outlive delivery; ≤ 1 year: a lost command must not stay valid forever. */
+		/* ≥ 1 min: it must outlive delivery; ≤ 1 year: a lost command must not stay valid forever.
+		 */
 		if (set_uint(60, 366U * 24U * 3600U, value, &u) < 0)
 			return log_error_errno(EINVAL, "%s: command_ttl = '%s' must be 60-31622400 seconds.",
 					       origin, value);

@@ -33,7 +33,7 @@ typedef struct DeviceSession {
 	uint8_t nonce[PROTO_NONCE_SIZE];
 	uint32_t pcr_mask; /* what the challenge asked for */
 	uint8_t ak_point[65];
-	char *image; /* the device's image, may be NULL */
+	char *image;	   /* the device's image, may be NULL */
 	DeviceState state; /* the attestation's verdict (DEVICE_ATTESTED) */
 	uint64_t sent_seq; /* highest command seq sent on this connection */
 	EcKey *tls_key;	   /* the registered TLS key: verifies command results */

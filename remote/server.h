@@ -98,8 +98,8 @@ typedef struct ServerKeys {
 	uint8_t *escrow_spki; /* devices encrypt recovery keys to it */
 	size_t escrow_spki_size;
 	uint8_t escrow_kid[SHA256_SIZE];
-	char *tpm_ca_pem; /* EK certificates must chain to this bundle */
-	EcKey *command_key; /* signs commands */
+	char *tpm_ca_pem;      /* EK certificates must chain to this bundle */
+	EcKey *command_key;    /* signs commands */
 	char *escrow_key_path; /* read per recovery-key request, not kept in memory */
 } ServerKeys;
 
@@ -215,7 +215,7 @@ bool server_is_connected(void *userdata, const char *device_id);
 int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState state, uint64_t *sent_seq);
 typedef struct DeviceCommandPeer {
 	const char *device_id;
-	const EcKey *tls_key; /* the registered TLS key: results are signed with it */
+	const EcKey *tls_key;	 /* the registered TLS key: results are signed with it */
 	const uint8_t *ak_point; /* 65 bytes: the quotes of lock/wipe results */
 } DeviceCommandPeer;
 /* A `result` message: verified, matched to a delivered command of this device, recorded.

@@ -47,7 +47,7 @@ int store_token_check(Store *s, const char *token, char **ret_image);
 /* ---- devices ---- */
 typedef enum DeviceState {
 	DEVICE_ENROLLED,    /* enrolled, not attested yet */
-	DEVICE_TRUSTED,     /* last attestation passed */
+	DEVICE_TRUSTED,	    /* last attestation passed */
 	DEVICE_QUARANTINED, /* last attestation failed: only lock/unlock/wipe reach it */
 } DeviceState;
 const char *device_state_name(DeviceState s);
@@ -55,18 +55,18 @@ const char *device_state_name(DeviceState s);
 typedef struct DeviceRecord {
 	char device_id[33];
 	char *hostname;
-	char *image;              /* may be NULL */
-	uint8_t *ek_cert;         /* DER */
+	char *image;	  /* may be NULL */
+	uint8_t *ek_cert; /* DER */
 	size_t ek_cert_size;
-	uint8_t *ak_public;       /* TPM2B_PUBLIC */
+	uint8_t *ak_public; /* TPM2B_PUBLIC */
 	size_t ak_public_size;
-	uint8_t *tls_public;      /* SPKI DER of the certified TLS key */
+	uint8_t *tls_public; /* SPKI DER of the certified TLS key */
 	size_t tls_public_size;
 	DeviceState state;
-	char *reason;             /* last attestation failure, may be NULL */
+	char *reason; /* last attestation failure, may be NULL */
 	time_t enrolled_at, last_seen, attested_at;
-	char *posture_json;       /* last reported posture, may be NULL */
-	char *escrow_json;        /* escrowed recovery key blob, may be NULL */
+	char *posture_json; /* last reported posture, may be NULL */
+	char *escrow_json;  /* escrowed recovery key blob, may be NULL */
 } DeviceRecord;
 void device_record_done(DeviceRecord *d);
 
@@ -160,15 +160,15 @@ typedef struct CommandRecord {
 	char id[COMMAND_ID_HEX_SIZE];
 	char device_id[33];
 	uint64_t seq;
-	char *type;      /* "lock", "unlock", "wipe", "policy" */
+	char *type;	 /* "lock", "unlock", "wipe", "policy" */
 	char *args_json; /* the arguments as JSON text (what the helpdesk sees) */
-	char *issuer;    /* operator name */
-	uint8_t *cose;   /* the signed command */
+	char *issuer;	 /* operator name */
+	uint8_t *cose;	 /* the signed command */
 	size_t cose_size;
 	CommandState state;
-	char *reason; /* the device's reason with the result, may be NULL */
+	char *reason;				      /* the device's reason with the result, may be NULL */
 	time_t created_at, delivered_at, finished_at; /* 0 = not yet */
-	uint8_t *result_cose;                         /* the device's signed result, may be NULL */
+	uint8_t *result_cose;			      /* the device's signed result, may be NULL */
 	size_t result_cose_size;
 	bool has_epoch;
 	uint64_t epoch; /* the lock counter the result reported */
@@ -204,8 +204,9 @@ typedef struct CommandOutcome {
 	size_t result_cose_size;
 	bool has_epoch;
 	uint64_t epoch;
-	bool quoted;	   /* the result came with a verified TPM quote (audit details "quote") */
-	const char *actor; /* for the audit row; NULL = "device:<id>" (the server finishes superseded ones) */
+	bool quoted; /* the result came with a verified TPM quote (audit details "quote") */
+	const char
+	    *actor; /* for the audit row; NULL = "device:<id>" (the server finishes superseded ones) */
 } CommandOutcome;
 int store_command_finish(Store *s, const char *id, const CommandOutcome *o, time_t when);
 /* The newest `limit` (1..10000) commands of device_id (NULL: of all devices), newest first. */

@@ -39,7 +39,10 @@ static int check_options(const CtlOptions *o, unsigned allowed, const char *verb
 	else if (o->after && !(allowed & OPT_AFTER))
 		bad = "--after";
 	else if (o->reason || o->poweroff || o->class_name || o->all)
-		bad = o->reason ? "--reason" : o->poweroff ? "--poweroff" : o->class_name ? "--class" : "--all";
+		bad = o->reason	      ? "--reason"
+		      : o->poweroff   ? "--poweroff"
+		      : o->class_name ? "--class"
+				      : "--all";
 	if (bad) {
 		log_error("'%s' does not take %s. See 'trustpcctl --help'.", verb, bad);
 		return CTL_EXIT_USAGE;
@@ -176,7 +179,8 @@ static void print_field(const char *name, const char *value)
 /* The device's recent commands with the time of each step (the helpdesk's "did it lock?"). */
 static int print_device_commands(const json_t *cmds)
 {
-	static const char *const headers[] = {"SEQ", "TYPE", "STATE", "QUEUED", "DELIVERED", "FINISHED", "REASON"};
+	static const char *const headers[] = {"SEQ",	   "TYPE",     "STATE", "QUEUED",
+					      "DELIVERED", "FINISHED", "REASON"};
 	_cleanup_table_ CtlTable *t = NULL;
 	json_t *e;
 	size_t i;
@@ -193,7 +197,8 @@ static int print_device_commands(const json_t *cmds)
 		_cleanup_free_ char *f = ctl_format_time(json_object_get(e, "finished_at"));
 		char seq[24];
 
-		snprintf(seq, sizeof(seq), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(e, "seq")));
+		snprintf(seq, sizeof(seq), "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(json_object_get(e, "seq")));
 		const char *cells[] = {seq, str(e, "type"), str(e, "state"), q, dl, f, str(e, "reason")};
 		if (ctl_table_add(t, cells) < 0)
 			return log_oom(), CTL_EXIT_ERROR;

@@ -115,40 +115,41 @@ CtlTable *ctl_table_free(CtlTable *t)
 
 static void help(void)
 {
-	printf("Usage: trustpcctl [OPTIONS] VERB ...\n"
-	       "\n"
-	       "The helpdesk's view of a trustpc fleet, through trustpc-server's admin API.\n"
-	       "\n"
-	       "Verbs:\n"
-	       "  devices                        list devices with state and last contact\n"
-	       "  show DEV                       one device (id, unique id prefix or hostname) and its "
-	       "history\n"
-	       "  token create [--image NAME] [--ttl 24h]\n"
-	       "                                 a one-time enrollment token (admin)\n"
-	       "  images                         registered images and their expected PCR values\n"
-	       "  images add NAME --pcr N=HEX... register or replace an image (admin)\n"
-	       "  audit [--after N]              the audit log\n"
-	       "  audit verify                   recompute the audit hash chain (exit 6 when broken)\n"
-       "  lock DEV... | --all --reason TEXT [--poweroff]\n"
-       "                                 queue a signed lock (helpdesk)\n"
-       "  unlock DEV... | --all          queue a signed unlock with the disk policy for the new epoch\n"
-       "  wipe DEV... | --all --class NAME|all\n"
-       "                                 queue a crypto-erase of a data class (helpdesk)\n"
-       "  commands [DEV]                 commands and their states (queued, delivered, done, ...)\n"
-       "  recovery-key DEV               the escrowed LUKS recovery key (admin; audited)\n"
-	       "\n"
-	       "Options:\n"
-	       "  --server HOST[:PORT]   admin port of the server ($TRUSTPC_SERVER, default localhost:%s);\n"
-	       "                         HOST must be the name in the server's certificate\n"
-	       "  --ca FILE              the fleet CA, ca.pem from the server's state dir ($TRUSTPC_CA)\n"
-	       "  --token-file FILE      the operator token (else $TRUSTPC_OPERATOR_TOKEN; never on the "
-	       "command line)\n"
-	       "  --json                 print the API's JSON\n"
-	       "  -h, --help             this text\n"
-	       "\n"
-	       "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 no/unknown token or role too low,\n"
-	       "5 server unreachable or TLS refused, 6 audit chain broken.\n",
-	       DEFAULT_PORT);
+	printf(
+	    "Usage: trustpcctl [OPTIONS] VERB ...\n"
+	    "\n"
+	    "The helpdesk's view of a trustpc fleet, through trustpc-server's admin API.\n"
+	    "\n"
+	    "Verbs:\n"
+	    "  devices                        list devices with state and last contact\n"
+	    "  show DEV                       one device (id, unique id prefix or hostname) and its "
+	    "history\n"
+	    "  token create [--image NAME] [--ttl 24h]\n"
+	    "                                 a one-time enrollment token (admin)\n"
+	    "  images                         registered images and their expected PCR values\n"
+	    "  images add NAME --pcr N=HEX... register or replace an image (admin)\n"
+	    "  audit [--after N]              the audit log\n"
+	    "  audit verify                   recompute the audit hash chain (exit 6 when broken)\n"
+	    "  lock DEV... | --all --reason TEXT [--poweroff]\n"
+	    "                                 queue a signed lock (helpdesk)\n"
+	    "  unlock DEV... | --all          queue a signed unlock with the disk policy for the new epoch\n"
+	    "  wipe DEV... | --all --class NAME|all\n"
+	    "                                 queue a crypto-erase of a data class (helpdesk)\n"
+	    "  commands [DEV]                 commands and their states (queued, delivered, done, ...)\n"
+	    "  recovery-key DEV               the escrowed LUKS recovery key (admin; audited)\n"
+	    "\n"
+	    "Options:\n"
+	    "  --server HOST[:PORT]   admin port of the server ($TRUSTPC_SERVER, default localhost:%s);\n"
+	    "                         HOST must be the name in the server's certificate\n"
+	    "  --ca FILE              the fleet CA, ca.pem from the server's state dir ($TRUSTPC_CA)\n"
+	    "  --token-file FILE      the operator token (else $TRUSTPC_OPERATOR_TOKEN; never on the "
+	    "command line)\n"
+	    "  --json                 print the API's JSON\n"
+	    "  -h, --help             this text\n"
+	    "\n"
+	    "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 no/unknown token or role too low,\n"
+	    "5 server unreachable or TLS refused, 6 audit chain broken.\n",
+	    DEFAULT_PORT);
 }
 
 /* HOST, HOST:PORT, [V6]:PORT. */
@@ -187,10 +188,11 @@ static const struct {
 	const char *name;
 	int (*run)(const CtlOptions *o, int argc, char **argv);
 } verbs[] = {
-    {"devices", verb_devices}, {"show", verb_show},   {"token", verb_token},
-    {"images", verb_images},   {"audit", verb_audit}, {"lock", verb_lock},
-    {"unlock", verb_unlock},   {"wipe", verb_wipe},   {"commands", verb_commands},
-    {"recovery-key", verb_recovery_key},
+    {"devices", verb_devices},	 {"show", verb_show},
+    {"token", verb_token},	 {"images", verb_images},
+    {"audit", verb_audit},	 {"lock", verb_lock},
+    {"unlock", verb_unlock},	 {"wipe", verb_wipe},
+    {"commands", verb_commands}, {"recovery-key", verb_recovery_key},
 };
 
 int main(int argc, char *argv[])

@@ -643,8 +643,8 @@ static int on_command(const Args *a, Device *d, Conn *c, const ProtoMessage *m)
 
 	if (!d->command_key)
 		return log_error_errno(EBADMSG, "A command arrived but no --command-key was given.");
-	r = command_verify(d->command_key, d->device_id, d->last_seq, (uint64_t)time(NULL), m->command.cose.data,
-			   m->command.cose.size, &cmd, &why);
+	r = command_verify(d->command_key, d->device_id, d->last_seq, (uint64_t)time(NULL),
+			   m->command.cose.data, m->command.cose.size, &cmd, &why);
 	if (r < 0 && r != -ESTALE) {
 		printf("command-refused %s\n", strna(why));
 		fflush(stdout);
