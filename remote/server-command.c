@@ -102,8 +102,10 @@ int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState st
 static void result_refused(ServerConn *c, const char *device_id, const char *why)
 {
 	log_warning("Device %s (%s): command result refused: %s.", device_id, c->peer, why);
-	(void)server_audit(c->server, "command.result-refused", device_id,
-			   json_pack("{s:s,s:s}", "reason", why, "peer", c->peer));
+	/* Rate limited: the device's connection is authenticated, but a broken or hostile agent could
+	 * still send refused results in a loop and grow the audit chain without bound. */
+	server_audit_rate_limited(c->server, "command.result-refused", device_id,
+				  json_pack("{s:s,s:s}", "reason", why, "peer", c->peer));
 }
 
 static CommandState state_from_status(ResultStatus st)
