@@ -12,7 +12,7 @@
  *                 [--command-key PEM [--result done|none|forged] [--result-epoch N]]
  *
  * With --command-key (the server's command.pub) and --run, COMMAND frames are verified with
- * command_verify (as the agent does) and printed "command ID TYPE seq=N" (a redelivery of an
+ * command_verify (as the agent does) and printed "command ID TYPE seq=N ttl=EXP-IAT" (a redelivery of an
  * executed one: "command-again ID seq=N", refused: "command-refused REASON"); each is answered
  * with a result signed by the device's TLS key ("result ID STATUS"), unless --result none;
  * --result forged signs with a key of its own (the server must refuse it). Lock results carry
@@ -650,8 +650,8 @@ static int on_command(const Args *a, Device *d, Conn *c, const ProtoMessage *m)
 		fflush(stdout);
 		return 0;
 	}
-	printf("%s %s %s seq=%" PRIu64 "\n", r == -ESTALE ? "command-again" : "command", cmd.id,
-	       command_type_name(cmd.type), cmd.seq);
+	printf("%s %s %s seq=%" PRIu64 " ttl=%" PRIu64 "\n", r == -ESTALE ? "command-again" : "command",
+	       cmd.id, command_type_name(cmd.type), cmd.seq, cmd.exp - cmd.iat);
 	fflush(stdout);
 	if (r == 0)
 		d->last_seq = cmd.seq;

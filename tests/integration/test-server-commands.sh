@@ -21,7 +21,10 @@ CTL=$(find_binary trustpcctl)
 T=$TRUSTPC_TEST_TMP
 st="$T/state"
 server_init "$st"
-printf 'heartbeat = 5\nattest_timeout = 5\n' >"$T/test.conf"
+printf 'heartbeat = 5\nattest_timeout = 5\ncommand_ttl = 3600\n' >"$T/test.conf"
+# command_ttl below a minute cannot outlive a delivery: refused at start.
+printf 'command_ttl = 10\n' >"$T/bad.conf"
+expect_fail 3 "command_ttl = '10' must be 60-31622400 seconds" "$SERVER_BIN" run --state-dir "$st" --config "$T/bad.conf"
 for role in viewer helpdesk admin; do
 	(umask 077 && "$SERVER_BIN" operator add "op-$role" --role "$role" --state-dir "$st" >"$T/$role.token")
 done
@@ -73,7 +76,8 @@ assert_eq 1 "$(audit_count command.queue "$id")" "queueing audited"
 device_start --result-epoch 4
 poll_until 20 state_is "$lock1" done && ok "lock delivered on connect and done" ||
 	not_ok "lock delivered on connect and done" "$(cat "$log")"
-assert_file_contains "$log" "^command $lock1 lock seq=1$" "the device verified the lock (command.pub, its id, seq 1)"
+assert_file_contains "$log" "^command $lock1 lock seq=1 ttl=3600$" \
+	"the device verified the lock (command.pub, its id, seq 1, exp = iat + command_ttl)"
 assert_eq 4 "$(db "SELECT epoch FROM commands WHERE id = '$lock1'")" "the result's epoch is stored"
 assert_eq "locked" "$(db "SELECT reason FROM commands WHERE id = '$lock1'")" "the result's reason is stored"
 assert_eq 1 "$(db "SELECT delivered_at > 0 AND finished_at >= delivered_at AND delivered_at >= created_at FROM commands WHERE id = '$lock1'")" \
@@ -92,7 +96,7 @@ took=$(($(now_ms) - t0))
 echo "# operator command → done: $took ms"
 # Well under the heartbeat (5 s): the frame goes out at once, not with the device's next heartbeat.
 ((took < 2000)) && ok "delivered without waiting for a heartbeat ($took ms)" || not_ok "delivered without waiting for a heartbeat" "$took ms"
-assert_file_contains "$log" "^command $unlock1 unlock seq=2$" "the device got seq 2"
+assert_file_contains "$log" "^command $unlock1 unlock seq=2 ttl=3600$" "the device got seq 2"
 
 expect_ok ctl viewer --json commands "$id"
 assert_eq "done done" "$(jq -r '[.[].state] | join(" ")' "$EXPECT_STDOUT")" "commands --json: both done"
