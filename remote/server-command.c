@@ -2,8 +2,8 @@
 /* Commands on the device port (docs/PROTOCOL.md "Commands"): delivery of the stored, signed
  * commands to an attested device, and the device's signed results.
  *
- * Delivery happens right after every attestation and whenever a command is queued for a device
- * that is connected and attested. Every pending command (queued, or delivered without a result)
+ * Delivery happens right after every attestation, whenever a command is queued for a device
+ * that is connected and attested, and after each result (one command in flight per device). Every pending command (queued, or delivered without a result)
  * is sent again on each new connection: the device answers a command it already executed with
  * the stored result (its seq check makes a second execution impossible), so a connection or a
  * server that died between sending and the result loses nothing and doubles nothing. */
@@ -63,13 +63,17 @@ int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState st
 				device_id);
 		return 0; /* the next connection tries again; the device itself is fine */
 	}
+	/* One command in flight per device: the next is sent when the previous one's result is in.
+	 * The device keeps only its last result, so with one in flight a redelivery after a crash is
+	 * always of the last executed command and gets its real result; with two in flight the
+	 * older one would come back "rejected (replayed or old)" although it ran. */
 	for (size_t i = 0; i < n; i++) {
 		CommandRecord *cmd = &list[i];
 
-		if (cmd->seq <= *sent_seq)
-			continue; /* already sent on this connection */
 		if (state != DEVICE_TRUSTED && !allowed_when_quarantined(cmd->type))
-			continue;
+			continue; /* held back, does not block the ones the device may get */
+		if (cmd->seq <= *sent_seq)
+			break; /* sent on this connection: wait for its result */
 
 		/* Anything held back below this seq is dead once this one is sent. */
 		for (size_t k = 0; k < i; k++)
@@ -94,6 +98,7 @@ int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState st
 			log_error_errno(r, "Cannot record command %s as delivered: %m.", cmd->id);
 		log_info("Command %s (%s, seq %" PRIu64 ") sent to %s.", cmd->id, cmd->type, cmd->seq,
 			 device_id);
+		break;
 	}
 	command_records_free(list, n);
 	return 0;

@@ -364,7 +364,11 @@ static int on_result(ServerConn *c, const ProtoMessage *m)
 	    .tls_key = d->tls_key,
 	    .ak_point = d->ak_point,
 	};
-	return server_command_result(c, &peer, m);
+	int r = server_command_result(c, &peer, m);
+	if (r < 0)
+		return r;
+	/* The next one, now that this one is answered. */
+	return server_commands_deliver(c, d->entry.device_id, d->state, &d->sent_seq);
 }
 
 static bool luks_uuid_valid(const char *s)

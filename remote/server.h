@@ -208,8 +208,9 @@ ServerConn *server_device_find(Server *s, const char *device_id);
 bool server_is_connected(void *userdata, const char *device_id);
 
 /* ---- commands on the device port (server-command.c) ---- */
-/* Sends the device's pending commands with seq > *sent_seq in seq order (a quarantined device
- * only lock/unlock/wipe), marking each delivered; *sent_seq follows. Store failures are logged
+/* Sends the device's first pending command (in seq order; a quarantined device only
+ * lock/unlock/wipe) unless it was already sent on this connection (seq <= *sent_seq): one command
+ * in flight per device. Marks it delivered; *sent_seq follows. Store failures are logged
  * and leave the commands pending ("delivered" means handed to the connection: a crash before the
  * bytes leave only means the next connection sends it again). Returns 0. */
 int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState state, uint64_t *sent_seq);

@@ -189,6 +189,24 @@ assert_eq 1 "$(db "SELECT count(*) FROM audit WHERE action = 'command.done' AND 
 # The next unlock is for the epoch of the newest lock.
 EXPECT_NAME="unlock after the second lock" expect_ok ctl helpdesk --json unlock "$id"
 assert_eq 6 "$(jq -r '.[0].args.epoch' "$EXPECT_STDOUT")" "unlock epoch follows the last lock result"
+unlock2=$(jq -r '.[0].id' "$EXPECT_STDOUT")
+poll_until 10 state_is "$unlock2" done && ok "second unlock done" || not_ok "second unlock done" "$(cat "$log")"
+device_stop
+
+# ---- one command in flight per device: the next is sent when the previous result is in ----
+EXPECT_NAME="lock queued (offline)" expect_ok ctl helpdesk --json lock "$id" --reason "in flight"
+lock4=$(jq -r '.[0].id' "$EXPECT_STDOUT")
+EXPECT_NAME="wipe queued (offline)" expect_ok ctl helpdesk --json wipe "$id" --class corporate
+wipe2=$(jq -r '.[0].id' "$EXPECT_STDOUT")
+device_start --result none
+poll_until 10 state_is "$lock4" delivered && ok "the first is delivered" || not_ok "the first is delivered" "$(cat "$log")"
+# Both would have been marked in the same step had the server sent both.
+assert_eq queued "$(cmd_state "$wipe2")" "the second waits for the first one's result"
+device_stop
+device_start --result-epoch 7
+poll_until 20 state_is "$wipe2" done && ok "both done once the results come" || not_ok "both done once the results come" "$(cat "$log")"
+assert_eq done "$(cmd_state "$lock4")" "the first done"
+assert_eq "$lock4 $wipe2" "$(grep -E '^command ' "$log" | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//')" "in seq order"
 device_stop
 
 # ---- recovery key: admin only, audited, the escrowed secret ----
