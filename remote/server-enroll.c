@@ -360,6 +360,8 @@ static int on_activate(ServerConn *c, const ProtoMessage *m)
 					    .ca_cert = {s->keys.ca_der, s->keys.ca_der_size},
 					    .policy_key = {s->keys.policy_spki, s->keys.policy_spki_size},
 					    .escrow_key = {s->keys.escrow_spki, s->keys.escrow_spki_size},
+					    .has_command_key = true,
+					    .command_key = {s->keys.command_spki, s->keys.command_spki_size},
 					    .policy = policy}});
 	if (r < 0)
 		return r;

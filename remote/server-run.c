@@ -117,6 +117,7 @@ static void server_keys_done(ServerKeys *k)
 	ec_key_free(k->policy_key);
 	free(k->policy_spki);
 	free(k->escrow_spki);
+	free(k->command_spki);
 	free(k->tpm_ca_pem);
 	ec_key_free(k->command_key);
 	free(k->escrow_key_path);
@@ -155,6 +156,9 @@ static int server_keys_load(Server *s)
 		return log_error_errno(r, "Cannot encode the escrow key: %m.");
 
 	r = load_key(s->state_dir, "command.key", &k->command_key);
+	if (r < 0)
+		return r;
+	r = ec_key_public_spki_der(k->command_key, &k->command_spki, &k->command_spki_size);
 	if (r < 0)
 		return r;
 	/* Only the path: the escrow private key is read when an admin asks for a recovery key and

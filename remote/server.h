@@ -97,6 +97,8 @@ typedef struct ServerKeys {
 	size_t policy_spki_size;
 	uint8_t *escrow_spki; /* devices encrypt recovery keys to it */
 	size_t escrow_spki_size;
+	uint8_t *command_spki; /* devices verify commands with it (sent at enrollment) */
+	size_t command_spki_size;
 	uint8_t escrow_kid[SHA256_SIZE];
 	char *tpm_ca_pem;      /* EK certificates must chain to this bundle */
 	EcKey *command_key;    /* signs commands */

@@ -28,13 +28,10 @@ D="$T/agent"
 EXPECT_NAME="trustpcd enroll" expect_ok "$trustpcd" enroll --server "localhost:$ENROLL_PORT" --ca "$st/ca.pem" \
 	--token "$("$SERVER_BIN" token create --image base --state-dir "$st")" --state-dir "$D"
 id=$(cat "$D/device-id")
-if [[ -e "$D/command-key.pem" ]]; then
-	ok "enrollment stored the fleet command key"
-else
-	# The server does not send enrolled.command_key yet: put its public key where enroll would.
-	echo "# the server sent no command key at enrollment; installing $st/command.pub by hand" >&2
-	install -m 0600 "$st/command.pub" "$D/command-key.pem"
-fi
+# The server sends its command public key in `enrolled`; the agent stores it.
+pubkey_der() { openssl pkey -pubin -in "$1" -outform DER 2>/dev/null | sha256sum; }
+assert_eq "$(pubkey_der "$st/command.pub")" "$(pubkey_der "$D/command-key.pem")" \
+	"enrollment stored the server's command key"
 
 bus_start
 B=(busctl --address="$BUS_ADDRESS" --no-pager)
