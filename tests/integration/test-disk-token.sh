@@ -122,7 +122,7 @@ assert_pcr15_zero dev1 "the TPM released nothing (PCR 15 zero)"
 # LUKS2 keeps two copies of its header (the second at 16 KiB here): garbage over the first 4 KiB is
 # repaired by libcryptsetup from the second copy, which is LUKS2 working as designed.
 img=$(copy_of garbage4k)
-head -c 4096 /dev/urandom | dd of="$img" bs=4096 count=1 conv=notrunc status=none
+head -c 4096 /dev/urandom | dd of="$img" bs=4096 count=1 iflag=fullblock conv=notrunc status=none
 EXPECT_NAME="garbage over the first 4 KiB: the secondary LUKS2 header still unlocks" \
 	expect_ok tpcdisk unlock "$img" --test
 assert_eq 4c554b53babe "$(head -c 6 "$img" | od -An -tx1 | tr -d ' \n')" \
@@ -130,7 +130,7 @@ assert_eq 4c554b53babe "$(head -c 6 "$img" | od -An -tx1 | tr -d ' \n')" \
 disk_reboot dev1
 # Both copies gone: not LUKS2 any more.
 img=$(copy_of garbage32k)
-head -c 32768 /dev/urandom | dd of="$img" bs=32768 count=1 conv=notrunc status=none
+head -c 32768 /dev/urandom | dd of="$img" bs=32768 count=1 iflag=fullblock conv=notrunc status=none
 sum=$(sha256sum <"$img")
 EXPECT_NAME="garbage over both header copies (exit 8, names the file)" \
 	expect_fail 8 "Cannot open '$img' as a LUKS2 volume" tpcdisk unlock "$img" --test
