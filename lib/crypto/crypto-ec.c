@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* P-256 keys: creation, validation, SubjectPublicKeyInfo (RFC 5480) and fingerprints. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "basic/log.h"
@@ -28,19 +29,46 @@ int p256_group_load(mbedtls_ecp_group *grp)
 	return 0;
 }
 
+/* One group per thread in thread-specific data, so that the destructor frees it when a thread
+ * ends (a __thread variable would leak it). */
+static pthread_key_t group_key;
+static bool group_key_ok;
+static pthread_once_t group_once = PTHREAD_ONCE_INIT;
+
+static void group_destroy(void *p)
+{
+	mbedtls_ecp_group_free(p);
+	free(p);
+}
+
+static void group_key_init(void)
+{
+	group_key_ok = pthread_key_create(&group_key, group_destroy) == 0;
+}
+
 int p256_group_shared(mbedtls_ecp_group **ret)
 {
-	static __thread mbedtls_ecp_group grp;
-	static __thread bool loaded;
+	mbedtls_ecp_group *g;
 	int r;
 
-	if (!loaded) {
-		r = p256_group_load(&grp);
-		if (r < 0)
+	if (pthread_once(&group_once, group_key_init) != 0 || !group_key_ok)
+		return -EAGAIN;
+	g = pthread_getspecific(group_key);
+	if (!g) {
+		g = malloc(sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		r = p256_group_load(g);
+		if (r < 0) {
+			free(g);
 			return r;
-		loaded = true;
+		}
+		if (pthread_setspecific(group_key, g) != 0) {
+			group_destroy(g);
+			return -ENOMEM;
+		}
 	}
-	*ret = &grp;
+	*ret = g;
 	return 0;
 }
 

@@ -31,7 +31,7 @@ int p256_group_load(mbedtls_ecp_group *grp);
 /* This thread's P-256 group, loaded once. Multiplications by the base point G (signing, the
  * u1*G half of verification, key generation) reuse the comb table mbedTLS caches in it instead
  * of rebuilding it per operation; the table depends only on G, never on a key. Thread-local, so
- * "const EcKey *" operations stay race-free. Never freed (one group per thread). */
+ * "const EcKey *" operations stay race-free; freed when its thread ends. */
 int p256_group_shared(mbedtls_ecp_group **ret);
 
 /* Allocates an empty key (Q = 0, no private part). */
