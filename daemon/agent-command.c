@@ -123,7 +123,10 @@ int agent_command_handle(Agent *a, const uint8_t *cose, size_t n)
 	r = send_result(a, &res);
 
 	/* D-Bus Locked/Epoch and the next posture follow the executor's state. */
-	if (privsep_status(a->privsep_fd, &st) >= 0)
+	if (privsep_status(a->privsep_fd, &st) >= 0) {
 		agent_set_status(a, st.epoch, st.locked);
+		/* a policy command: its heartbeat from the next interval on */
+		agent_policy_update(a, &st);
+	}
 	return r;
 }

@@ -275,13 +275,17 @@ static int handle_attest_result(Agent *a, const ProtoMessage *m)
 {
 	uint32_t hb = m->attest_result.heartbeat;
 	bool trusted = streq_ptr(m->attest_result.state, "trusted");
+	PrivsepStatusReply st;
 	int r;
 
 	if (!trusted && !streq_ptr(m->attest_result.state, "quarantined"))
 		return log_warning_errno(EBADMSG, "Unknown attestation state from the server.");
-	if (hb == 0)
-		hb = AGENT_HEARTBEAT_DEFAULT_SEC;
-	a->heartbeat_sec = MIN(MAX(hb, AGENT_HEARTBEAT_MIN_SEC), AGENT_HEARTBEAT_MAX_SEC);
+	/* The device policy's heartbeat (signed by the fleet) wins over this unsigned hint. */
+	a->server_heartbeat = hb;
+	if (privsep_status(a->privsep_fd, &st) >= 0)
+		agent_policy_update(a, &st);
+	else
+		a->heartbeat_sec = agent_heartbeat_interval(a->policy_heartbeat, hb);
 	a->state = CONN_READY;
 	backoff_reset(&a->backoff);
 	agent_set_attested(a, trusted);

@@ -87,7 +87,24 @@ int agent_posture(Agent *a, ProtoPosture *p)
 		p->has_epoch = true;
 	}
 	p->locked = s.locked;
+	/* The applied device policy: its version goes to the server (which shows what a device
+	 * really runs), its heartbeat is the interval of the next check-ins. */
+	p->policy_version = s.policy_version;
+	agent_policy_update(a, &s);
 	p->disk_encrypted = s.disk_encrypted;
 	agent_set_status(a, s.have_epoch ? s.epoch : a->epoch, s.locked);
 	return 0;
+}
+
+void agent_policy_update(Agent *a, const PrivsepStatusReply *s)
+{
+	uint32_t hb;
+
+	a->policy_version = s->policy_version;
+	a->policy_heartbeat = s->policy_version ? s->policy_heartbeat : 0;
+	hb = agent_heartbeat_interval(a->policy_heartbeat, a->server_heartbeat);
+	if (hb != a->heartbeat_sec && a->heartbeat_sec != 0)
+		log_info("Heartbeat every %u s from now on (device policy version %llu).", hb,
+			 (unsigned long long)a->policy_version);
+	a->heartbeat_sec = hb;
 }

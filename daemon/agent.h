@@ -60,10 +60,15 @@ typedef struct Agent {
 	uint8_t *wbuf;                /* one or more frames waiting for the socket */
 	size_t wlen;
 	Backoff backoff;
-	uint32_t heartbeat_sec;
+	uint32_t heartbeat_sec;       /* in force: agent_heartbeat_interval() */
+	uint32_t server_heartbeat;    /* the last attest-result's, 0 = none */
 	AckKind acks[AGENT_ACKS_MAX]; /* what each outstanding ack answers, oldest first */
 	unsigned nacks;
 	bool escrow_sent;             /* this connection uploaded (or found no) escrow */
+
+	/* the applied device policy, as the executor last reported it (agent_posture) */
+	uint64_t policy_version;      /* 0: none applied */
+	uint32_t policy_heartbeat;    /* s; wins over the attest-result's heartbeat when set */
 
 	/* what D-Bus shows */
 	bool connected;
@@ -92,6 +97,13 @@ uint64_t agent_uptime_sec(void);
  * a). */
 struct ProtoPosture;
 int agent_posture(Agent *a, struct ProtoPosture *p);
+/* The heartbeat interval: the applied device policy's (signed by the fleet command key, so it wins
+ * over the attest-result's unsigned hint) when one is applied, else the server's; clamped to
+ * AGENT_HEARTBEAT_MIN_SEC … AGENT_HEARTBEAT_MAX_SEC. */
+uint32_t agent_heartbeat_interval(uint32_t policy_heartbeat, uint32_t server_heartbeat);
+/* Takes the device policy from an executor STATUS reply (a->policy_*, a->heartbeat_sec). */
+struct PrivsepStatusReply;
+void agent_policy_update(Agent *a, const struct PrivsepStatusReply *s);
 
 /* agent-bus.c */
 int agent_bus_start(Agent *a);

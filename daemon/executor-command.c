@@ -418,19 +418,62 @@ static int do_wipe(Executor *e, const Command *c, Outcome *o)
 	return 0;
 }
 
+int exec_device_policy_load(const char *dir, DevicePolicy *ret)
+{
+	_cleanup_free_ char *text = NULL;
+	const char *why = NULL;
+	size_t n;
+	int r;
+
+	r = state_read(dir, STATE_DEVICE_POLICY, false, &text, &n);
+	if (r < 0)
+		return r;
+	r = device_policy_parse_json(text, n, ret, &why);
+	if (r < 0)
+		return log_warning_errno(r, "%s/%s is not a device policy (%s).", dir, STATE_DEVICE_POLICY,
+					 strna(why));
+	return 0;
+}
+
+bool exec_policy_version_newer(uint64_t applied, uint64_t offered)
+{
+	return offered > applied;
+}
+
 static int do_policy(Executor *e, const Command *c, Outcome *o)
 {
 	_cleanup_free_ char *json = NULL;
+	const DevicePolicy *p = &c->args.policy;
+	DevicePolicy cur = {0};
 	int r;
 
-	r = device_policy_format_json(&c->args.policy, &json);
+	r = exec_device_policy_load(e->state_dir, &cur);
+	if (r == -ENOENT)
+		cur = (DevicePolicy){0};
+	else if (r < 0) {
+		/* Without the applied version the rollback rule cannot be checked: refuse rather than
+		 * overwrite blindly. */
+		outcome_set(o, RESULT_FAILED, "the applied device policy is unreadable: %s", strerror(-r));
+		return 0;
+	}
+	if (!exec_policy_version_newer(cur.version, p->version)) {
+		outcome_set(o, RESULT_REJECTED, "policy version %llu is not newer than the applied version %llu",
+			    (unsigned long long)p->version, (unsigned long long)cur.version);
+		log_warning("Refused device policy %s: %s. Nothing was changed.", c->id, o->reason);
+		return 0;
+	}
+	r = device_policy_format_json(p, &json);
 	if (r >= 0)
-		r = state_write(e->state_dir, "device-policy.json", json, strlen(json));
-	if (r < 0)
+		r = state_write(e->state_dir, STATE_DEVICE_POLICY, json, strlen(json));
+	if (r < 0) {
 		outcome_set(o, RESULT_FAILED, "cannot store the device policy: %s", strerror(-r));
-	else
-		outcome_set(o, RESULT_DONE, "device policy version %llu stored",
-			    (unsigned long long)c->args.policy.version);
+		return 0;
+	}
+	outcome_set(o, RESULT_DONE, "device policy version %llu applied", (unsigned long long)p->version);
+	log_notice("Device policy %s by %s: version %llu applied (heartbeat %u s, offline lease %llu s, "
+		   "USB storage %s, screen lock %u s).",
+		   c->id, strna(c->issuer), (unsigned long long)p->version, p->heartbeat,
+		   (unsigned long long)p->offline_lease, p->usb_storage ? "allowed" : "blocked", p->screen_lock);
 	return 0;
 }
 

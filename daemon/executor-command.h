@@ -54,6 +54,17 @@ int exec_intent_remove(const char *dir);
  * before acting, this command's increment happened before a crash. */
 bool exec_lock_needs_increment(const ExecIntent *intent, uint64_t counter_now);
 
+/* The applied device policy (STATE_DEVICE_POLICY, written by a `policy` command). -ENOENT when
+ * none was applied; -EBADMSG (logged) for a file the strict parser refuses. */
+struct DevicePolicy;
+int exec_device_policy_load(const char *dir, struct DevicePolicy *ret);
+
+/* The version rule (docs/PROTOCOL.md "Commands", policy): a policy is applied only when its
+ * version is above the applied one (0 = none applied). An older or equal version is a replay of a
+ * superseded policy through a valid signature (an admin's stale script, a server restored from a
+ * backup): refused, so a fleet can never be rolled back to a longer offline lease. */
+bool exec_policy_version_newer(uint64_t applied, uint64_t offered);
+
 /* Serves one EXECUTE request (cose: the verified-by-the-gate size). Replies itself. */
 int executor_execute(Executor *e, const uint8_t *cose, size_t n);
 

@@ -19,11 +19,13 @@
 #include "executor-command.h"
 #include "privsep-executor.h"
 #include "privsep-proto.h"
+#include "proto/command.h"
 
 static int handle_status(Executor *e)
 {
 	PrivsepStatusReply s = {0};
 	ExecState st = {0};
+	DevicePolicy dp = {0};
 	uint64_t counter = 0;
 	int r;
 
@@ -48,6 +50,13 @@ static int handle_status(Executor *e)
 	if (exec_state_load(e->state_dir, &st) >= 0) {
 		s.last_seq = st.last_seq;
 		s.locked = s.locked || st.locked;
+	}
+	if (exec_device_policy_load(e->state_dir, &dp) >= 0) {
+		s.policy_version = dp.version;
+		s.policy_offline_lease = dp.offline_lease;
+		s.policy_heartbeat = dp.heartbeat;
+		s.policy_screen_lock = dp.screen_lock;
+		s.policy_usb_storage = dp.usb_storage;
 	}
 	return privsep_send_reply(e->fd, PRIVSEP_STATUS, 0, &s, sizeof(s));
 }

@@ -80,6 +80,13 @@ typedef struct PrivsepStatusReply {
 	char device_id[DEVICE_ID_STRING_SIZE]; /* "" when not enrolled and no TPM */
 	uint8_t _pad[3];
 	uint64_t last_seq;      /* the seq of the last command the executor executed (0: none) */
+	/* the applied device policy (STATE_DEVICE_POLICY); policy_version 0: none applied */
+	uint64_t policy_version;
+	uint64_t policy_offline_lease; /* s, 0 = none */
+	uint32_t policy_heartbeat;     /* s */
+	uint32_t policy_screen_lock;   /* s */
+	uint8_t policy_usb_storage;
+	uint8_t _pad2[7];
 } PrivsepStatusReply;
 
 typedef struct PrivsepBytesReply {

@@ -382,12 +382,67 @@ static void test_enrolled_command_key(void **state)
 	proto_message_done(&d);
 }
 
+/* The device policy's version rule through the executor: applied and stored; an older or equal
+ * version under a valid signature and a new seq is refused with the reason, the stored policy
+ * untouched. */
+static void execute_policy(Harness *h, uint64_t seq, uint64_t version, PrivsepExecuteReply *rep)
+{
+	_cleanup_free_ uint8_t *cose = NULL;
+	Command c = {.seq = seq, .type = COMMAND_POLICY, .iat = (uint64_t)time(NULL), .issuer = (char *)"t"};
+	size_t n;
+
+	c.exp = c.iat + 600;
+	snprintf(c.device_id, sizeof(c.device_id), "%s", ID);
+	c.args.policy = (DevicePolicy){.version = version, .heartbeat = 30, .offline_lease = 5};
+	assert_int_equal(command_sign(h->key, &c, &cose, &n), 0);
+	assert_int_equal(privsep_execute(h->fd, cose, n, rep), 0);
+}
+
+static void test_policy_version(void **state)
+{
+	_cleanup_free_ char *stored = NULL, *after = NULL;
+	PrivsepExecuteReply rep;
+	DevicePolicy p;
+	Harness h;
+
+	harness_start(&h);
+	execute_policy(&h, 1, 10, &rep);
+	assert_int_equal(rep.status, RESULT_DONE);
+	assert_non_null(strstr(rep.reason, "version 10 applied"));
+	assert_int_equal(exec_device_policy_load(h.dir, &p), 0);
+	assert_int_equal(p.version, 10);
+	assert_int_equal(p.offline_lease, 5);
+	assert_int_equal(state_read(h.dir, STATE_DEVICE_POLICY, false, &stored, NULL), 0);
+
+	execute_policy(&h, 2, 10, &rep); /* equal */
+	assert_int_equal(rep.status, RESULT_REJECTED);
+	assert_non_null(strstr(rep.reason, "not newer than the applied version 10"));
+	execute_policy(&h, 3, 9, &rep); /* older */
+	assert_int_equal(rep.status, RESULT_REJECTED);
+	assert_non_null(strstr(rep.reason, "policy version 9 is not newer"));
+	assert_int_equal(state_read(h.dir, STATE_DEVICE_POLICY, false, &after, NULL), 0);
+	assert_string_equal(stored, after);
+
+	execute_policy(&h, 4, 11, &rep);
+	assert_int_equal(rep.status, RESULT_DONE);
+	assert_int_equal(exec_device_policy_load(h.dir, &p), 0);
+	assert_int_equal(p.version, 11);
+
+	/* a damaged stored policy: nothing overwritten blindly */
+	assert_int_equal(state_write(h.dir, STATE_DEVICE_POLICY, "{}", 2), 0);
+	execute_policy(&h, 5, 12, &rep);
+	assert_int_equal(rep.status, RESULT_FAILED);
+	assert_non_null(strstr(rep.reason, "unreadable"));
+	harness_stop(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_gate_sizes),		 cmocka_unit_test(test_state_round_trip),
 	    cmocka_unit_test(test_lock_idempotency),	 cmocka_unit_test(test_execute_signed),
 	    cmocka_unit_test(test_enrolled_command_key), cmocka_unit_test(test_config_volumes),
+	    cmocka_unit_test(test_policy_version),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The device policy's arithmetic, shared by the network process and the unit tests: which
+ * heartbeat interval is in force (agent.h). */
+#include "agent.h"
+#include "basic/macro.h"
+
+uint32_t agent_heartbeat_interval(uint32_t policy_heartbeat, uint32_t server_heartbeat)
+{
+	/* The device policy is signed by the fleet command key and versioned; the attest-result's
+	 * heartbeat is a per-connection hint: the policy wins when one is applied. */
+	uint32_t hb = policy_heartbeat ?: server_heartbeat ?: AGENT_HEARTBEAT_DEFAULT_SEC;
+
+	return MIN(MAX(hb, AGENT_HEARTBEAT_MIN_SEC), AGENT_HEARTBEAT_MAX_SEC);
+}
