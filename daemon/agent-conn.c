@@ -290,9 +290,11 @@ static int handle_attest_result(Agent *a, const ProtoMessage *m)
 	backoff_reset(&a->backoff);
 	agent_set_attested(a, trusted);
 	agent_set_last_checkin(a, now_usec(CLOCK_REALTIME));
-	if (trusted)
+	if (trusted) {
+		/* a successful attested check-in: the offline lease starts again */
+		agent_lease_checkin(a);
 		log_info("Attested to %s:%s; heartbeat every %u s.", a->host, a->port, a->heartbeat_sec);
-	else
+	} else
 		log_warning("The server quarantined this device: %s. Only lock, unlock and wipe reach it.",
 			    strna(m->attest_result.reason));
 	r = timer_arm(a, (uint64_t)a->heartbeat_sec * 1000000);
@@ -314,9 +316,12 @@ static int handle_ack(Agent *a)
 	k = a->acks[0];
 	memmove(a->acks, a->acks + 1, (a->nacks - 1) * sizeof(a->acks[0]));
 	a->nacks--;
-	if (k == ACK_HEARTBEAT)
+	if (k == ACK_HEARTBEAT) {
 		agent_set_last_checkin(a, now_usec(CLOCK_REALTIME));
-	else if (k == ACK_ESCROW) {
+		/* a heartbeat acknowledged on a trusted connection is a check-in for the lease */
+		if (a->attested)
+			agent_lease_checkin(a);
+	} else if (k == ACK_ESCROW) {
 		int r = privsep_escrow_done(a->privsep_fd);
 		if (r < 0)
 			log_warning_errno(r, "The escrow upload was acknowledged, but the executor could not record it: %m");

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The device policy's arithmetic, shared by the network process and the unit tests: which
- * heartbeat interval is in force (agent.h). */
+ * heartbeat interval is in force, when the offline lease runs out (agent.h). */
 #include "agent.h"
 #include "basic/macro.h"
 
@@ -11,4 +11,13 @@ uint32_t agent_heartbeat_interval(uint32_t policy_heartbeat, uint32_t server_hea
 	uint32_t hb = policy_heartbeat ?: server_heartbeat ?: AGENT_HEARTBEAT_DEFAULT_SEC;
 
 	return MIN(MAX(hb, AGENT_HEARTBEAT_MIN_SEC), AGENT_HEARTBEAT_MAX_SEC);
+}
+
+uint64_t agent_lease_deadline(uint64_t now_usec, uint64_t lease_sec)
+{
+	const uint64_t max = UINT64_MAX - 1; /* UINT64_MAX is sd-event's "never" */
+
+	if (lease_sec > (max - MIN(now_usec, max)) / 1000000)
+		return max;
+	return now_usec + lease_sec * 1000000;
 }

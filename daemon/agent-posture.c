@@ -102,9 +102,67 @@ void agent_policy_update(Agent *a, const PrivsepStatusReply *s)
 
 	a->policy_version = s->policy_version;
 	a->policy_heartbeat = s->policy_version ? s->policy_heartbeat : 0;
+	if (s->policy_offline_lease != a->policy_offline_lease ||
+	    (s->policy_offline_lease && !a->lease_timer)) {
+		/* A new lease (or the first one since start) runs from now: the policy came from the
+		 * server, or this process just started and has not checked in yet. */
+		a->policy_offline_lease = s->policy_offline_lease;
+		agent_lease_checkin(a);
+	}
 	hb = agent_heartbeat_interval(a->policy_heartbeat, a->server_heartbeat);
 	if (hb != a->heartbeat_sec && a->heartbeat_sec != 0)
 		log_info("Heartbeat every %u s from now on (device policy version %llu).", hb,
 			 (unsigned long long)a->policy_version);
 	a->heartbeat_sec = hb;
+}
+
+static int on_lease_expired(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	Agent *a = userdata;
+	PrivsepExecuteReply rep;
+	int r;
+
+	log_warning("No successful check-in for the device policy's offline lease of %llu s: locking "
+		    "the device.",
+		    (unsigned long long)a->policy_offline_lease);
+	r = privsep_lease_lock(a->privsep_fd, &rep);
+	if (r < 0) {
+		log_error_errno(r, "The executor could not lock the device after the offline lease: %m");
+		return 0;
+	}
+	log_notice("Offline lease: %s (epoch %llu).", rep.reason, (unsigned long long)rep.epoch);
+	agent_set_status(a, rep.has_epoch ? rep.epoch : a->epoch, rep.locked);
+	return 0;
+}
+
+void agent_lease_checkin(Agent *a)
+{
+	uint64_t now = 0, when;
+	int r;
+
+	if (a->policy_offline_lease == 0) {
+		if (a->lease_timer)
+			(void)sd_event_source_set_enabled(a->lease_timer, SD_EVENT_OFF);
+		return;
+	}
+	/* CLOCK_BOOTTIME: a suspended laptop's lease keeps running (a thief can suspend it). */
+	r = sd_event_now(a->event, CLOCK_BOOTTIME, &now);
+	if (r >= 0) {
+		when = agent_lease_deadline(now, a->policy_offline_lease);
+		if (!a->lease_timer)
+			r = sd_event_add_time(a->event, &a->lease_timer, CLOCK_BOOTTIME, when, 100000,
+					      on_lease_expired, a);
+		else {
+			r = sd_event_source_set_time(a->lease_timer, when);
+			if (r >= 0)
+				r = sd_event_source_set_enabled(a->lease_timer, SD_EVENT_ONESHOT);
+		}
+	}
+	if (r < 0)
+		log_error_errno(r, "Cannot arm the offline lease timer: %m; the lease is not enforced.");
+}
+
+void agent_lease_done(Agent *a)
+{
+	a->lease_timer = sd_event_source_disable_unref(a->lease_timer);
 }

@@ -102,6 +102,8 @@ static int network_main(Agent *a, AgentState *st)
 		return log_error_errno(r, "The executor does not answer: %m");
 	agent_set_status(a, status.epoch, status.locked);
 	a->disk_encrypted = status.disk_encrypted;
+	/* the applied device policy: its heartbeat, and its offline lease runs from now */
+	agent_policy_update(a, &status);
 
 	r = agent_bus_start(a);
 	if (r < 0)
@@ -120,6 +122,7 @@ static int network_main(Agent *a, AgentState *st)
 		log_notice("Not enrolled: serving D-Bus only. Enroll with trustpcd enroll, then restart.");
 
 	r = sd_event_loop(a->event);
+	agent_lease_done(a);
 	agent_conn_done(a);
 	a->result_key = NULL;
 	a->command_key = ec_key_free(a->command_key);

@@ -69,6 +69,8 @@ typedef struct Agent {
 	/* the applied device policy, as the executor last reported it (agent_posture) */
 	uint64_t policy_version;      /* 0: none applied */
 	uint32_t policy_heartbeat;    /* s; wins over the attest-result's heartbeat when set */
+	uint64_t policy_offline_lease; /* s, 0 = none */
+	sd_event_source *lease_timer; /* CLOCK_BOOTTIME: fires offline_lease after the last check-in */
 
 	/* what D-Bus shows */
 	bool connected;
@@ -104,6 +106,14 @@ uint32_t agent_heartbeat_interval(uint32_t policy_heartbeat, uint32_t server_hea
 /* Takes the device policy from an executor STATUS reply (a->policy_*, a->heartbeat_sec). */
 struct PrivsepStatusReply;
 void agent_policy_update(Agent *a, const struct PrivsepStatusReply *s);
+/* The offline lease (agent-posture.c): a successful check-in (a trusted attest-result, a heartbeat
+ * acknowledged on a trusted connection) re-arms the one lease timer; when it fires, the executor
+ * locks the device (privsep_lease_lock). */
+void agent_lease_checkin(Agent *a);
+void agent_lease_done(Agent *a);
+/* agent-policy.c: the lease's deadline on a µs clock, saturating below USEC_INFINITY (a lease of
+ * 2^63-1 s never expires rather than wrapping into the past). */
+uint64_t agent_lease_deadline(uint64_t now_usec, uint64_t lease_sec);
 
 /* agent-bus.c */
 int agent_bus_start(Agent *a);

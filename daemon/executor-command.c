@@ -457,7 +457,8 @@ static int do_policy(Executor *e, const Command *c, Outcome *o)
 		return 0;
 	}
 	if (!exec_policy_version_newer(cur.version, p->version)) {
-		outcome_set(o, RESULT_REJECTED, "policy version %llu is not newer than the applied version %llu",
+		outcome_set(o, RESULT_REJECTED,
+			    "policy version %llu is not newer than the applied version %llu",
 			    (unsigned long long)p->version, (unsigned long long)cur.version);
 		log_warning("Refused device policy %s: %s. Nothing was changed.", c->id, o->reason);
 		return 0;
@@ -473,7 +474,8 @@ static int do_policy(Executor *e, const Command *c, Outcome *o)
 	log_notice("Device policy %s by %s: version %llu applied (heartbeat %u s, offline lease %llu s, "
 		   "USB storage %s, screen lock %u s).",
 		   c->id, strna(c->issuer), (unsigned long long)p->version, p->heartbeat,
-		   (unsigned long long)p->offline_lease, p->usb_storage ? "allowed" : "blocked", p->screen_lock);
+		   (unsigned long long)p->offline_lease, p->usb_storage ? "allowed" : "blocked",
+		   p->screen_lock);
 	return 0;
 }
 
@@ -628,4 +630,58 @@ int executor_execute(Executor *e, const uint8_t *cose, size_t n)
 	rep.epoch = s.epoch;
 	rep.locked = s.locked;
 	return reply(e, &rep);
+}
+
+int executor_lease_lock(Executor *e)
+{
+	PrivsepExecuteReply rep;
+	DevicePolicy p = {0};
+	ExecState s;
+	uint64_t counter;
+	int r;
+
+	r = exec_device_policy_load(e->state_dir, &p);
+	if (r < 0 || p.offline_lease == 0) {
+		log_warning("Refused a lease lock: no device policy with an offline lease is applied.");
+		return privsep_send_reply(e->fd, PRIVSEP_LEASE_LOCK, -EPERM, NULL, 0);
+	}
+	r = exec_state_load(e->state_dir, &s);
+	if (r < 0)
+		return privsep_send_reply(e->fd, PRIVSEP_LEASE_LOCK, r, NULL, 0);
+	if (s.locked) {
+		/* Locked already (a remote lock, an earlier lease): one epoch per lock, not per timer. */
+		reply_fill(&rep, NULL, 0, COMMAND_LOCK, RESULT_DONE, "already locked");
+		rep.has_epoch = s.has_epoch;
+		rep.epoch = s.epoch;
+		rep.locked = true;
+		return privsep_send_reply(e->fd, PRIVSEP_LEASE_LOCK, 0, &rep, sizeof(rep));
+	}
+	if (!e->tpm) {
+		log_error("Offline lease expired, but no TPM is reachable: the device cannot lock itself.");
+		return privsep_send_reply(e->fd, PRIVSEP_LEASE_LOCK, -ENODEV, NULL, 0);
+	}
+	/* Increment first, record second: a crash in between leaves the counter past the disk
+	 * policy's epoch, which is locked all the same (STATUS, the next boot). */
+	r = tpm2_counter_increment(e->tpm, TPM2_LOCK_COUNTER_NV_INDEX, &counter);
+	if (r < 0) {
+		log_error_errno(r, "Offline lease expired, but TPM2_NV_Increment failed: %m");
+		return privsep_send_reply(e->fd, PRIVSEP_LEASE_LOCK, r, NULL, 0);
+	}
+	s.locked = true;
+	s.has_epoch = true;
+	s.epoch = counter;
+	r = exec_state_save(e->state_dir, &s);
+	if (r < 0)
+		log_error_errno(r,
+				"Cannot record the lease lock in %s: %m (the counter moved: the disk stays "
+				"locked).",
+				STATE_COMMANDS);
+	log_notice("Offline lease of %llu s expired without a successful check-in: locked at epoch %llu.",
+		   (unsigned long long)p.offline_lease, (unsigned long long)counter);
+	lock_sessions(e);
+	reply_fill(&rep, NULL, 0, COMMAND_LOCK, RESULT_DONE, "offline lease expired");
+	rep.has_epoch = true;
+	rep.epoch = counter;
+	rep.locked = true;
+	return privsep_send_reply(e->fd, PRIVSEP_LEASE_LOCK, 0, &rep, sizeof(rep));
 }

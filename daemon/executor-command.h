@@ -68,6 +68,14 @@ bool exec_policy_version_newer(uint64_t applied, uint64_t offered);
 /* Serves one EXECUTE request (cose: the verified-by-the-gate size). Replies itself. */
 int executor_execute(Executor *e, const uint8_t *cose, size_t n);
 
+/* Serves one LEASE_LOCK request: the network process saw no successful check-in for the applied
+ * policy's offline_lease. The executor cannot check the clock of check-ins itself; it trusts the
+ * network process with this because that process can always cut the connection anyway — what it
+ * checks is that a lease is in force (a policy with offline_lease > 0: -EPERM otherwise). The lock
+ * is the remote lock's: TPM2_NV_Increment, commands.json locked with the new epoch, the sessions
+ * locked; nothing again when already locked. Replies itself. */
+int executor_lease_lock(Executor *e);
+
 /* Tests only: called at the named points of a command's execution ("intent-written",
  * "counter-incremented"), so a test can kill the executor exactly there. NULL in trustpcd. */
 extern void (*executor_crash_hook)(const char *point);

@@ -255,6 +255,8 @@ static int dispatch(Executor *e, PrivsepType type, const uint8_t *payload, size_
 		return handle_store(e, payload, n);
 	case PRIVSEP_EXECUTE:
 		return executor_execute(e, payload + sizeof(PrivsepExecuteRequest), n - sizeof(PrivsepExecuteRequest));
+	case PRIVSEP_LEASE_LOCK:
+		return executor_lease_lock(e);
 	default:
 		return -EPROTO; /* unreachable: privsep_request_check refused it */
 	}

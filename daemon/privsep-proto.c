@@ -20,6 +20,7 @@ static const char *const type_names[_PRIVSEP_TYPE_MAX] = {
 	[PRIVSEP_ACTIVATE] = "ACTIVATE",
 	[PRIVSEP_STORE] = "STORE",
 	[PRIVSEP_EXECUTE] = "EXECUTE",
+	[PRIVSEP_LEASE_LOCK] = "LEASE_LOCK",
 };
 
 const char *privsep_type_name(uint32_t type)
@@ -106,6 +107,7 @@ int privsep_request_check(const void *buf, size_t n, bool enroll, PrivsepType *r
 	case PRIVSEP_ESCROW_DONE:
 	case PRIVSEP_READY:
 	case PRIVSEP_EXECUTE:
+	case PRIVSEP_LEASE_LOCK:
 		if (enroll) {
 			*ret_reason = "run-time message during enrollment";
 			return -EPROTO;
@@ -121,6 +123,7 @@ int privsep_request_check(const void *buf, size_t n, bool enroll, PrivsepType *r
 	case PRIVSEP_EVENT_LOG:
 	case PRIVSEP_ESCROW_GET:
 	case PRIVSEP_ESCROW_DONE:
+	case PRIVSEP_LEASE_LOCK:
 		want = 0;
 		break;
 	case PRIVSEP_QUOTE: {
@@ -443,6 +446,21 @@ int privsep_execute(int fd, const uint8_t *cose, size_t n, PrivsepExecuteReply *
 	memcpy(buf, &x, sizeof(x));
 	memcpy(buf + sizeof(x), cose, n);
 	r = privsep_call(fd, PRIVSEP_EXECUTE, buf, sizeof(x) + n, &rep, sizeof(rep), &got);
+	if (r < 0)
+		return r;
+	if (got != sizeof(rep) || rep.id[sizeof(rep.id) - 1] != 0 || rep.reason[sizeof(rep.reason) - 1] != 0)
+		return -EPROTO;
+	*ret = rep;
+	return 0;
+}
+
+int privsep_lease_lock(int fd, PrivsepExecuteReply *ret)
+{
+	PrivsepExecuteReply rep;
+	size_t got;
+	int r;
+
+	r = privsep_call(fd, PRIVSEP_LEASE_LOCK, NULL, 0, &rep, sizeof(rep), &got);
 	if (r < 0)
 		return r;
 	if (got != sizeof(rep) || rep.id[sizeof(rep.id) - 1] != 0 || rep.reason[sizeof(rep.reason) - 1] != 0)

@@ -42,6 +42,7 @@ typedef enum PrivsepType {
 	PRIVSEP_ACTIVATE,    /* enroll only: PrivsepActivateRequest → PrivsepActivateReply */
 	PRIVSEP_STORE,       /* enroll only: PrivsepStoreRequest + blobs → empty */
 	PRIVSEP_EXECUTE,     /* run only: PrivsepExecuteRequest + COSE bytes → PrivsepExecuteReply */
+	PRIVSEP_LEASE_LOCK,  /* run only: the device policy's offline lease expired → PrivsepExecuteReply */
 	_PRIVSEP_TYPE_MAX,
 } PrivsepType;
 
@@ -184,3 +185,6 @@ int privsep_store(int fd, const PrivsepStoreBlobs *b);
 /* -EINVAL for an empty or larger than PRIVSEP_COSE_MAX command (never sent: the executor would
  * take it for a violation). */
 int privsep_execute(int fd, const uint8_t *cose, size_t n, PrivsepExecuteReply *ret);
+/* The offline lease expired: the executor locks (as a remote lock) if the applied policy has a
+ * lease. -EPERM when it has none. The reply's id is "" and seq 0. */
+int privsep_lease_lock(int fd, PrivsepExecuteReply *ret);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "basic/log.h"
 #include "basic/macro.h"
@@ -268,4 +269,148 @@ int verb_recovery_key(const CtlOptions *o, int argc, char **argv)
 			explicit_bzero((char *)v, strlen(v));
 	}
 	return CTL_EXIT_OK;
+}
+
+/* ---- policy set ---- */
+
+/* "60", "60s", "5m", "72h", "7d": seconds, at most max. */
+static int parse_duration(const char *s, uint64_t max, uint64_t *ret)
+{
+	static const struct {
+		char suffix;
+		uint64_t mult;
+	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+	uint64_t v = 0, mult = 1;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p) {
+		size_t i;
+		for (i = 0; i < ELEMENTSOF(units) && units[i].suffix != *p; i++)
+			;
+		if (i == ELEMENTSOF(units) || p[1])
+			return -EINVAL;
+		mult = units[i].mult;
+	}
+	if (v > max / mult)
+		return -ERANGE;
+	*ret = v * mult;
+	return 0;
+}
+
+/* The highest policy version among the last commands of one device (id) or of the fleet (NULL). */
+static int last_policy_version(const CtlOptions *o, const char *id, uint64_t *ret)
+{
+	_cleanup_json_ json_t *list = NULL;
+	_cleanup_free_ char *target = NULL;
+	uint64_t max = 0;
+	json_t *e;
+	size_t i;
+	int r;
+
+	if (asprintf(&target, "/api/v1/commands?limit=1000%s%s", id ? "&device=" : "", id ?: "") < 0)
+		return log_oom(), CTL_EXIT_ERROR;
+	r = ctl_call(o, "GET", target, NULL, &list);
+	if (r != 0)
+		return r;
+	json_array_foreach (list, i, e) {
+		json_t *v = json_object_get(json_object_get(e, "args"), "version");
+		if (streq_ptr(str(e, "type"), "policy") && json_is_integer(v) && json_integer_value(v) > 0)
+			max = MAX(max, (uint64_t)json_integer_value(v));
+	}
+	*ret = max;
+	return 0;
+}
+
+int verb_policy(const CtlOptions *o, int argc, char **argv)
+{
+	static const char text[] =
+	    "policy set DEV... | --all KEY=VALUE... (heartbeat=60s offline_lease=72h|0 "
+	    "usb_storage=yes|no screen_lock=5m version=N)";
+	_cleanup_json_ json_t *body = NULL;
+	_cleanup_free_ char **devs = NULL;
+	uint64_t heartbeat = 300, lease = 0, screen = 0, version = 0, last = 0;
+	bool usb = true, have_version = false;
+	int r, ndev = 1;
+
+	r = check_command_options(o, "policy", false, false, true);
+	if (r != 0)
+		return r;
+	if (argc < 2 || !streq(argv[1], "set"))
+		return usage(text);
+	devs = calloc((size_t)argc, sizeof(char *));
+	if (!devs)
+		return log_oom(), CTL_EXIT_ERROR;
+	devs[0] = argv[0];
+	for (int k = 2; k < argc; k++) {
+		const char *eq = strchr(argv[k], '=');
+		const char *v = eq ? eq + 1 : NULL;
+		size_t kl = eq ? (size_t)(eq - argv[k]) : 0;
+
+		if (!eq) {
+			devs[ndev++] = argv[k];
+			continue;
+		}
+#define KEY_IS(name) (kl == strlen(name) && strncmp(argv[k], name, kl) == 0)
+		if (KEY_IS("heartbeat"))
+			r = parse_duration(v, UINT32_MAX, &heartbeat) < 0 || heartbeat == 0 ? -EINVAL : 0;
+		else if (KEY_IS("offline_lease"))
+			r = parse_duration(v, INT64_MAX, &lease);
+		else if (KEY_IS("screen_lock"))
+			r = parse_duration(v, UINT32_MAX, &screen);
+		else if (KEY_IS("usb_storage")) {
+			r = streq(v, "yes") || streq(v, "no") ? 0 : -EINVAL;
+			usb = streq(v, "yes");
+		} else if (KEY_IS("version")) {
+			r = parse_duration(v, INT64_MAX, &version) < 0 || version == 0 || strpbrk(v, "smhd")
+				? -EINVAL
+				: 0;
+			have_version = true;
+		} else {
+			log_error("Unknown policy key '%.*s': heartbeat, offline_lease, usb_storage, "
+				  "screen_lock or version.",
+				  (int)kl, argv[k]);
+			return usage(text);
+		}
+#undef KEY_IS
+		if (r < 0) {
+			log_error("Bad value in '%s': durations are N[s|m|h|d] (heartbeat >= 1 s, "
+				  "below 2^32 s), usb_storage is yes or no, version an integer >= 1.",
+				  argv[k]);
+			return usage(text);
+		}
+	}
+	if (o->all ? ndev != 1 : ndev < 2)
+		return usage(text);
+
+	/* The version: strictly above every policy version queued so far for these devices (a device
+	 * refuses anything not newer than what it applied), and at least the current Unix time so
+	 * that versions from different admins and hosts keep one order. */
+	if (!have_version) {
+		version = (uint64_t)time(NULL);
+		for (int k = 1; k < ndev || (o->all && k == 1); k++) {
+			_cleanup_free_ char *id = NULL;
+			if (!o->all) {
+				r = ctl_resolve_device(o, devs[k], &id);
+				if (r != 0)
+					return r;
+			}
+			r = last_policy_version(o, id, &last);
+			if (r != 0)
+				return r;
+			version = MAX(version, last + 1);
+		}
+	}
+	body = json_pack("{s:s,s:I,s:I,s:I,s:b,s:I}", "type", "policy", "version", (json_int_t)version,
+			 "heartbeat", (json_int_t)heartbeat, "offline_lease", (json_int_t)lease,
+			 "usb_storage", usb, "screen_lock", (json_int_t)screen);
+	if (!body)
+		return log_oom(), CTL_EXIT_ERROR;
+	return send_command(o, ndev, devs, body);
 }

@@ -135,6 +135,9 @@ static void help(void)
 	    "  unlock DEV... | --all          queue a signed unlock with the disk policy for the new epoch\n"
 	    "  wipe DEV... | --all --class NAME|all\n"
 	    "                                 queue a crypto-erase of a data class (helpdesk)\n"
+	    "  policy set DEV... | --all KEY=VALUE...\n"
+	    "                                 queue a signed device policy (admin): heartbeat=60s\n"
+	    "                                 offline_lease=72h|0 usb_storage=yes|no screen_lock=5m\n"
 	    "  commands [DEV]                 commands and their states (queued, delivered, done, ...)\n"
 	    "  recovery-key DEV               the escrowed LUKS recovery key (admin; audited)\n"
 	    "\n"
@@ -193,6 +196,7 @@ static const struct {
     {"audit", verb_audit},	 {"lock", verb_lock},
     {"unlock", verb_unlock},	 {"wipe", verb_wipe},
     {"commands", verb_commands}, {"recovery-key", verb_recovery_key},
+    {"policy", verb_policy},
 };
 
 int main(int argc, char *argv[])

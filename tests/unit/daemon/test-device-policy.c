@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The device policy's rules on the device: the version rule (never back), the heartbeat in force
- * (the signed policy over the server's hint, clamped) and the stored document's loader. */
+ * (the signed policy over the server's hint, clamped), the offline lease's deadline and the stored
+ * document's loader. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,10 +47,28 @@ static void test_heartbeat_interval(void **state)
 	assert_int_equal(agent_heartbeat_interval(0, UINT32_MAX), AGENT_HEARTBEAT_MAX_SEC);
 }
 
+static void test_lease_deadline(void **state)
+{
+	const uint64_t S = 1000000, never = UINT64_MAX - 1;
+
+	assert_int_equal(agent_lease_deadline(0, 5), 5 * S);
+	assert_int_equal(agent_lease_deadline(123 * S + 7, 72 * 3600), (123 + 72 * 3600) * S + 7);
+	/* the largest lease a policy can carry (2^63-1 s) saturates instead of wrapping into the
+	 * past (which would lock the device at once) or landing on sd-event's "infinity" */
+	assert_int_equal(agent_lease_deadline(1000 * S, (uint64_t)INT64_MAX), never);
+	assert_int_equal(agent_lease_deadline(never - 5 * S, 5), never);
+	assert_int_equal(agent_lease_deadline(never - 5 * S - 1, 5), never - 1);
+	assert_int_equal(agent_lease_deadline(UINT64_MAX, 1), never);
+	assert_int_equal(agent_lease_deadline(42, 0), 42);
+}
+
 static void test_load(void **state)
 {
 	char d[] = "/tmp/test-device-policy.XXXXXX";
-	DevicePolicy p = {.version = 7, .heartbeat = 60, .offline_lease = 259200, .usb_storage = false,
+	DevicePolicy p = {.version = 7,
+			  .heartbeat = 60,
+			  .offline_lease = 259200,
+			  .usb_storage = false,
 			  .screen_lock = 300},
 		     got;
 	char *json = NULL;
@@ -78,6 +97,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_version_rule),
 	    cmocka_unit_test(test_heartbeat_interval),
+	    cmocka_unit_test(test_lease_deadline),
 	    cmocka_unit_test(test_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -428,9 +428,29 @@ static void test_policy_version(void **state)
 	assert_int_equal(exec_device_policy_load(h.dir, &p), 0);
 	assert_int_equal(p.version, 11);
 
+	/* the lease lock: without a TPM it cannot lock (the swtpm case is
+	 * tests/integration/test-device-policy.sh); without a lease in force it is refused, nothing
+	 * recorded */
+	{
+		_cleanup_free_ char *json = NULL, *cmds = NULL, *cmds_after = NULL;
+
+		execute_policy(&h, 5, 12, &rep); /* offline_lease 5 */
+		assert_int_equal(rep.status, RESULT_DONE);
+		assert_int_equal(privsep_lease_lock(h.fd, &rep), -ENODEV);
+		assert_int_equal(exec_device_policy_load(h.dir, &p), 0);
+		p.version = 13;
+		p.offline_lease = 0;
+		assert_int_equal(device_policy_format_json(&p, &json), 0);
+		assert_int_equal(state_write(h.dir, STATE_DEVICE_POLICY, json, strlen(json)), 0);
+		assert_int_equal(state_read(h.dir, STATE_COMMANDS, false, &cmds, NULL), 0);
+		assert_int_equal(privsep_lease_lock(h.fd, &rep), -EPERM);
+		assert_int_equal(state_read(h.dir, STATE_COMMANDS, false, &cmds_after, NULL), 0);
+		assert_string_equal(cmds, cmds_after);
+	}
+
 	/* a damaged stored policy: nothing overwritten blindly */
 	assert_int_equal(state_write(h.dir, STATE_DEVICE_POLICY, "{}", 2), 0);
-	execute_policy(&h, 5, 12, &rep);
+	execute_policy(&h, 6, 14, &rep);
 	assert_int_equal(rep.status, RESULT_FAILED);
 	assert_non_null(strstr(rep.reason, "unreadable"));
 	harness_stop(&h);
