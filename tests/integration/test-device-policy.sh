@@ -106,6 +106,15 @@ assert_eq "$stored" "$(sha256sum <"$D/device-policy.json")" "refused versions: t
 policy_version_is "$v2" && ok "refused versions: posture still reports $v2" || not_ok "refused versions: posture still reports $v2" "$(posture_version)"
 assert_eq "b false" "$(prop Locked)" "refused versions: not locked (the 1 s lease was not applied)"
 
+# ---- --all: a fleet version above every policy queued before, applied like the others ----
+EXPECT_NAME="trustpcctl policy set --all" expect_ok ctl --json policy set --all heartbeat=5s screen_lock=1h
+c4=$(jq -r '.[0].id' "$EXPECT_STDOUT")
+v4=$(db "SELECT json_extract(args, '\$.version') FROM commands WHERE id = '$c4'")
+(( v4 > v2 )) && ok "--all picks fleet version $v4 > $v2" || not_ok "--all picks a newer fleet version" "$v4 <= $v2"
+poll_until 30 state_is "$c4" done && ok "--all policy: done" || not_ok "--all policy: done" "$(cmd_state "$c4")"
+assert_eq "$v4 3600" "$(jq -r '"\(.version) \(.screen_lock)"' "$D/device-policy.json")" "--all policy stored"
+expect_fail 2 "Usage" ctl policy set --all "$id" heartbeat=5s
+
 # ---- the offline lease: no check-in for 4 s with the server stopped → the agent locks itself ----
 e0=$(prop Epoch | awk '{print $2}')
 EXPECT_NAME="trustpcctl policy set offline_lease=4s" expect_ok ctl --json policy set "$id" heartbeat=5s offline_lease=4s
