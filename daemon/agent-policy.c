@@ -21,3 +21,10 @@ uint64_t agent_lease_deadline(uint64_t now_usec, uint64_t lease_sec)
 		return max;
 	return now_usec + lease_sec * 1000000;
 }
+
+uint64_t agent_lease_elapsed(uint64_t now_sec, uint64_t last_checkin_sec)
+{
+	if (last_checkin_sec == 0 || now_sec < last_checkin_sec)
+		return 0;
+	return now_sec - last_checkin_sec;
+}

@@ -96,6 +96,8 @@ int agent_posture(Agent *a, ProtoPosture *p)
 	return 0;
 }
 
+static void lease_arm(Agent *a, uint64_t used_sec);
+
 void agent_policy_update(Agent *a, const PrivsepStatusReply *s)
 {
 	uint32_t hb;
@@ -104,10 +106,16 @@ void agent_policy_update(Agent *a, const PrivsepStatusReply *s)
 	a->policy_heartbeat = s->policy_version ? s->policy_heartbeat : 0;
 	if (s->policy_offline_lease != a->policy_offline_lease ||
 	    (s->policy_offline_lease && !a->lease_timer)) {
-		/* A new lease (or the first one since start) runs from now: the policy came from the
-		 * server, or this process just started and has not checked in yet. */
+		/* A new lease, or the first arming since start: it runs from the last recorded
+		 * check-in (the executor records one when it applies a policy with a lease), so that
+		 * neither a restart nor a reboot of an offline machine starts it afresh. */
+		uint64_t used = agent_lease_elapsed((uint64_t)time(NULL), s->last_checkin);
+
 		a->policy_offline_lease = s->policy_offline_lease;
-		agent_lease_checkin(a);
+		if (used > 0 && a->policy_offline_lease > 0)
+			log_info("Offline lease of %llu s: the last check-in was %llu s ago.",
+				 (unsigned long long)a->policy_offline_lease, (unsigned long long)used);
+		lease_arm(a, used);
 	}
 	hb = agent_heartbeat_interval(a->policy_heartbeat, a->server_heartbeat);
 	if (hb != a->heartbeat_sec && a->heartbeat_sec != 0)
@@ -135,7 +143,7 @@ static int on_lease_expired(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-void agent_lease_checkin(Agent *a)
+static void lease_arm(Agent *a, uint64_t used_sec)
 {
 	uint64_t now = 0, when;
 	int r;
@@ -148,7 +156,8 @@ void agent_lease_checkin(Agent *a)
 	/* CLOCK_BOOTTIME: a suspended laptop's lease keeps running (a thief can suspend it). */
 	r = sd_event_now(a->event, CLOCK_BOOTTIME, &now);
 	if (r >= 0) {
-		when = agent_lease_deadline(now, a->policy_offline_lease);
+		uint64_t left = a->policy_offline_lease - MIN(used_sec, a->policy_offline_lease);
+		when = agent_lease_deadline(now, left);
 		if (!a->lease_timer)
 			r = sd_event_add_time(a->event, &a->lease_timer, CLOCK_BOOTTIME, when, 100000,
 					      on_lease_expired, a);
@@ -160,6 +169,19 @@ void agent_lease_checkin(Agent *a)
 	}
 	if (r < 0)
 		log_error_errno(r, "Cannot arm the offline lease timer: %m; the lease is not enforced.");
+}
+
+void agent_lease_checkin(Agent *a)
+{
+	int r;
+
+	if (a->policy_offline_lease == 0)
+		return;
+	/* recorded by the executor: the lease survives a restart */
+	r = privsep_checkin(a->privsep_fd);
+	if (r < 0)
+		log_warning_errno(r, "The executor could not record the check-in: %m");
+	lease_arm(a, 0);
 }
 
 void agent_lease_done(Agent *a)

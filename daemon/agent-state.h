@@ -30,6 +30,7 @@
 #define STATE_COMMANDS "commands.json"    /* the executor's command state (executor-command.h) */
 #define STATE_INTENT "command-intent.json" /* a command being executed (crash recovery) */
 #define STATE_DEVICE_POLICY "device-policy.json" /* the applied device policy (device_policy_parse_json) */
+#define STATE_CHECKIN "checkin.json" /* the last successful check-in, while an offline lease is in force */
 
 #define STATE_FILE_MAX (64 * 1024)
 

@@ -114,6 +114,9 @@ void agent_lease_done(Agent *a);
 /* agent-policy.c: the lease's deadline on a µs clock, saturating below USEC_INFINITY (a lease of
  * 2^63-1 s never expires rather than wrapping into the past). */
 uint64_t agent_lease_deadline(uint64_t now_usec, uint64_t lease_sec);
+/* Seconds of the lease already used at start: since the recorded check-in (Unix s, 0 = none), 0
+ * when none or when the clock is before it (a clock set back gains nothing over a fresh lease). */
+uint64_t agent_lease_elapsed(uint64_t now_sec, uint64_t last_checkin_sec);
 
 /* agent-bus.c */
 int agent_bus_start(Agent *a);

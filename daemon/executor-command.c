@@ -470,6 +470,13 @@ static int do_policy(Executor *e, const Command *c, Outcome *o)
 		outcome_set(o, RESULT_FAILED, "cannot store the device policy: %s", strerror(-r));
 		return 0;
 	}
+	/* The policy came from the server over an attested connection: a check-in, from which a new
+	 * lease runs (an older record must not count against it). */
+	if (p->offline_lease > 0) {
+		_cleanup_json_ json_t *ck = json_pack("{s:I}", "last_checkin", (json_int_t)time(NULL));
+		if (save_json(e->state_dir, STATE_CHECKIN, ck) < 0)
+			log_warning("Cannot record the check-in in %s.", STATE_CHECKIN);
+	}
 	outcome_set(o, RESULT_DONE, "device policy version %llu applied", (unsigned long long)p->version);
 	log_notice("Device policy %s by %s: version %llu applied (heartbeat %u s, offline lease %llu s, "
 		   "USB storage %s, screen lock %u s).",
@@ -684,4 +691,33 @@ int executor_lease_lock(Executor *e)
 	rep.epoch = counter;
 	rep.locked = true;
 	return privsep_send_reply(e->fd, PRIVSEP_LEASE_LOCK, 0, &rep, sizeof(rep));
+}
+
+int exec_checkin_load(const char *dir, uint64_t *ret)
+{
+	_cleanup_json_ json_t *o = NULL;
+	uint64_t t;
+	int r;
+
+	r = load_json(dir, STATE_CHECKIN, &o);
+	if (r < 0)
+		return r;
+	if (get_u64(o, "last_checkin", &t) < 0)
+		return log_warning_errno(EBADMSG, "%s/%s is not a check-in record.", dir, STATE_CHECKIN);
+	*ret = t;
+	return 0;
+}
+
+int executor_checkin(Executor *e)
+{
+	DevicePolicy p = {0};
+	int r = 0;
+
+	if (exec_device_policy_load(e->state_dir, &p) >= 0 && p.offline_lease > 0) {
+		_cleanup_json_ json_t *o = json_pack("{s:I}", "last_checkin", (json_int_t)time(NULL));
+		r = save_json(e->state_dir, STATE_CHECKIN, o);
+		if (r < 0)
+			log_warning_errno(r, "Cannot record the check-in in %s: %m", STATE_CHECKIN);
+	}
+	return privsep_send_reply(e->fd, PRIVSEP_CHECKIN, r < 0 ? r : 0, NULL, 0);
 }

@@ -76,6 +76,13 @@ int executor_execute(Executor *e, const uint8_t *cose, size_t n);
  * locked; nothing again when already locked. Replies itself. */
 int executor_lease_lock(Executor *e);
 
+/* CHECKIN: records the time of a successful check-in (Unix s) in checkin.json, only while a lease
+ * is in force (no write per heartbeat otherwise), so that the lease survives a restart or reboot:
+ * a thief cannot reset it by power-cycling an offline machine. Replies itself. */
+int executor_checkin(Executor *e);
+/* checkin.json: -ENOENT when none, -EBADMSG when not ours. */
+int exec_checkin_load(const char *dir, uint64_t *ret);
+
 /* Tests only: called at the named points of a command's execution ("intent-written",
  * "counter-incremented"), so a test can kill the executor exactly there. NULL in trustpcd. */
 extern void (*executor_crash_hook)(const char *point);

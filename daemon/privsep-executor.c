@@ -57,6 +57,8 @@ static int handle_status(Executor *e)
 		s.policy_heartbeat = dp.heartbeat;
 		s.policy_screen_lock = dp.screen_lock;
 		s.policy_usb_storage = dp.usb_storage;
+		if (dp.offline_lease > 0)
+			(void)exec_checkin_load(e->state_dir, &s.last_checkin);
 	}
 	return privsep_send_reply(e->fd, PRIVSEP_STATUS, 0, &s, sizeof(s));
 }
@@ -257,6 +259,8 @@ static int dispatch(Executor *e, PrivsepType type, const uint8_t *payload, size_
 		return executor_execute(e, payload + sizeof(PrivsepExecuteRequest), n - sizeof(PrivsepExecuteRequest));
 	case PRIVSEP_LEASE_LOCK:
 		return executor_lease_lock(e);
+	case PRIVSEP_CHECKIN:
+		return executor_checkin(e);
 	default:
 		return -EPROTO; /* unreachable: privsep_request_check refused it */
 	}

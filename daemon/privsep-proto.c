@@ -21,6 +21,7 @@ static const char *const type_names[_PRIVSEP_TYPE_MAX] = {
 	[PRIVSEP_STORE] = "STORE",
 	[PRIVSEP_EXECUTE] = "EXECUTE",
 	[PRIVSEP_LEASE_LOCK] = "LEASE_LOCK",
+	[PRIVSEP_CHECKIN] = "CHECKIN",
 };
 
 const char *privsep_type_name(uint32_t type)
@@ -108,6 +109,7 @@ int privsep_request_check(const void *buf, size_t n, bool enroll, PrivsepType *r
 	case PRIVSEP_READY:
 	case PRIVSEP_EXECUTE:
 	case PRIVSEP_LEASE_LOCK:
+	case PRIVSEP_CHECKIN:
 		if (enroll) {
 			*ret_reason = "run-time message during enrollment";
 			return -EPROTO;
@@ -124,6 +126,7 @@ int privsep_request_check(const void *buf, size_t n, bool enroll, PrivsepType *r
 	case PRIVSEP_ESCROW_GET:
 	case PRIVSEP_ESCROW_DONE:
 	case PRIVSEP_LEASE_LOCK:
+	case PRIVSEP_CHECKIN:
 		want = 0;
 		break;
 	case PRIVSEP_QUOTE: {
@@ -467,4 +470,10 @@ int privsep_lease_lock(int fd, PrivsepExecuteReply *ret)
 		return -EPROTO;
 	*ret = rep;
 	return 0;
+}
+
+int privsep_checkin(int fd)
+{
+	size_t n;
+	return privsep_call(fd, PRIVSEP_CHECKIN, NULL, 0, NULL, 0, &n);
 }

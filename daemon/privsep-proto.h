@@ -43,6 +43,7 @@ typedef enum PrivsepType {
 	PRIVSEP_STORE,       /* enroll only: PrivsepStoreRequest + blobs → empty */
 	PRIVSEP_EXECUTE,     /* run only: PrivsepExecuteRequest + COSE bytes → PrivsepExecuteReply */
 	PRIVSEP_LEASE_LOCK,  /* run only: the device policy's offline lease expired → PrivsepExecuteReply */
+	PRIVSEP_CHECKIN,     /* run only: a successful check-in; exec records its time → empty */
 	_PRIVSEP_TYPE_MAX,
 } PrivsepType;
 
@@ -88,6 +89,7 @@ typedef struct PrivsepStatusReply {
 	uint32_t policy_screen_lock;   /* s */
 	uint8_t policy_usb_storage;
 	uint8_t _pad2[7];
+	uint64_t last_checkin;         /* Unix s of the last recorded check-in (CHECKIN), 0 = none */
 } PrivsepStatusReply;
 
 typedef struct PrivsepBytesReply {
@@ -188,3 +190,5 @@ int privsep_execute(int fd, const uint8_t *cose, size_t n, PrivsepExecuteReply *
 /* The offline lease expired: the executor locks (as a remote lock) if the applied policy has a
  * lease. -EPERM when it has none. The reply's id is "" and seq 0. */
 int privsep_lease_lock(int fd, PrivsepExecuteReply *ret);
+/* Records a successful check-in (so that a restart does not start the lease afresh). */
+int privsep_checkin(int fd);

@@ -121,6 +121,8 @@ EXPECT_NAME="trustpcctl policy set offline_lease=4s" expect_ok ctl --json policy
 c3=$(jq -r '.[0].id' "$EXPECT_STDOUT")
 poll_until 30 state_is "$c3" done && ok "lease policy: done" || not_ok "lease policy: done" "$(cmd_state "$c3")"
 assert_eq "b false" "$(prop Locked)" "lease policy applied: not locked while the server answers"
+ck=$(jq -r .last_checkin "$D/checkin.json" 2>/dev/null || echo 0)
+(( ck >= $(date +%s) - 30 )) && ok "lease policy: the executor recorded the check-in ($ck)" || not_ok "lease policy: the executor recorded the check-in" "$ck"
 server_stop
 ok "server stopped"
 locked() { [[ "$(prop Locked)" == "b true" ]]; }
@@ -133,4 +135,21 @@ assert_eq "true $((e0 + 1))" "$(jq -r '"\(.locked) \(.epoch)"' "$D/commands.json
 kill "$agent_pid"
 wait "$agent_pid" 2>/dev/null || true
 assert_eq "$((c0 + 1))" "$(counter)" "lease expired: the TPM lock counter moved by one (tpm2_nvread)"
+
+# A restart does not start the lease afresh: it runs from the recorded check-in, which is more
+# than 4 s ago, so the restarted agent acts at once (a fresh lease would wait 4 s) — already
+# locked: nothing incremented again.
+: >"$T/agent2.log"
+DBUS_SYSTEM_BUS_ADDRESS="$BUS_ADDRESS" "$trustpcd" run --state-dir "$D" --server "localhost:$DEVICE_PORT" \
+	2>>"$T/agent2.log" &
+agent_pid=$!
+cleanup_push "kill $agent_pid 2>/dev/null; wait $agent_pid 2>/dev/null"
+t0=$(now_ms)
+acted() { grep -q "Offline lease: already locked" "$T/agent2.log"; }
+if poll_until 10 acted; then ok "restart: the lease expired at once"; else not_ok "restart: the lease expired at once" "$(cat "$T/agent2.log")"; fi
+took=$(( $(now_ms) - t0 ))
+(( took < 3000 )) && ok "restart: acted after $took ms (< the 4 s of a fresh lease)" || not_ok "restart: acted before a fresh lease would have" "$took ms"
+kill "$agent_pid"
+wait "$agent_pid" 2>/dev/null || true
+assert_eq "$((c0 + 1))" "$(counter)" "restart while locked: the counter did not move again"
 test_done

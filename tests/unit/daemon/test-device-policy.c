@@ -62,6 +62,19 @@ static void test_lease_deadline(void **state)
 	assert_int_equal(agent_lease_deadline(42, 0), 42);
 }
 
+static void test_lease_elapsed(void **state)
+{
+	/* a restart 100 s after the last check-in: 100 s of the lease are used */
+	assert_int_equal(agent_lease_elapsed(1000100, 1000000), 100);
+	assert_int_equal(agent_lease_elapsed(1000000, 1000000), 0);
+	/* no check-in recorded: a fresh lease */
+	assert_int_equal(agent_lease_elapsed(1000000, 0), 0);
+	/* the clock set back before the check-in: nothing gained over a fresh lease, no wrap to a
+	 * huge "used" either */
+	assert_int_equal(agent_lease_elapsed(999999, 1000000), 0);
+	assert_int_equal(agent_lease_elapsed(UINT64_MAX, 1), UINT64_MAX - 1);
+}
+
 static void test_load(void **state)
 {
 	char d[] = "/tmp/test-device-policy.XXXXXX";
@@ -95,9 +108,8 @@ static void test_load(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_version_rule),
-	    cmocka_unit_test(test_heartbeat_interval),
-	    cmocka_unit_test(test_lease_deadline),
+	    cmocka_unit_test(test_version_rule),   cmocka_unit_test(test_heartbeat_interval),
+	    cmocka_unit_test(test_lease_deadline), cmocka_unit_test(test_lease_elapsed),
 	    cmocka_unit_test(test_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -413,20 +413,34 @@ static void test_policy_version(void **state)
 	assert_int_equal(p.version, 10);
 	assert_int_equal(p.offline_lease, 5);
 	assert_int_equal(state_read(h.dir, STATE_DEVICE_POLICY, false, &stored, NULL), 0);
+	/* a policy with a lease is a check-in: the lease runs from now, not from an older record */
+	uint64_t ck = 0;
+	assert_int_equal(state_write(h.dir, STATE_CHECKIN, "{\"last_checkin\":1}", 18), 0);
+	execute_policy(&h, 2, 11, &rep);
+	assert_int_equal(rep.status, RESULT_DONE);
+	assert_int_equal(exec_checkin_load(h.dir, &ck), 0);
+	assert_true(ck + 60 >= (uint64_t)time(NULL));
+	assert_int_equal(state_write(h.dir, STATE_CHECKIN, "{\"last_checkin\":1}", 18), 0);
+	assert_int_equal(privsep_checkin(h.fd), 0);
+	assert_int_equal(exec_checkin_load(h.dir, &ck), 0);
+	assert_true(ck + 60 >= (uint64_t)time(NULL));
+	free(stored);
+	stored = NULL;
+	assert_int_equal(state_read(h.dir, STATE_DEVICE_POLICY, false, &stored, NULL), 0);
 
-	execute_policy(&h, 2, 10, &rep); /* equal */
+	execute_policy(&h, 3, 11, &rep); /* equal */
 	assert_int_equal(rep.status, RESULT_REJECTED);
-	assert_non_null(strstr(rep.reason, "not newer than the applied version 10"));
-	execute_policy(&h, 3, 9, &rep); /* older */
+	assert_non_null(strstr(rep.reason, "not newer than the applied version 11"));
+	execute_policy(&h, 4, 9, &rep); /* older */
 	assert_int_equal(rep.status, RESULT_REJECTED);
 	assert_non_null(strstr(rep.reason, "policy version 9 is not newer"));
 	assert_int_equal(state_read(h.dir, STATE_DEVICE_POLICY, false, &after, NULL), 0);
 	assert_string_equal(stored, after);
 
-	execute_policy(&h, 4, 11, &rep);
+	execute_policy(&h, 5, 12, &rep);
 	assert_int_equal(rep.status, RESULT_DONE);
 	assert_int_equal(exec_device_policy_load(h.dir, &p), 0);
-	assert_int_equal(p.version, 11);
+	assert_int_equal(p.version, 12);
 
 	/* the lease lock: without a TPM it cannot lock (the swtpm case is
 	 * tests/integration/test-device-policy.sh); without a lease in force it is refused, nothing
@@ -434,11 +448,11 @@ static void test_policy_version(void **state)
 	{
 		_cleanup_free_ char *json = NULL, *cmds = NULL, *cmds_after = NULL;
 
-		execute_policy(&h, 5, 12, &rep); /* offline_lease 5 */
+		execute_policy(&h, 6, 13, &rep); /* offline_lease 5 */
 		assert_int_equal(rep.status, RESULT_DONE);
 		assert_int_equal(privsep_lease_lock(h.fd, &rep), -ENODEV);
 		assert_int_equal(exec_device_policy_load(h.dir, &p), 0);
-		p.version = 13;
+		p.version = 14;
 		p.offline_lease = 0;
 		assert_int_equal(device_policy_format_json(&p, &json), 0);
 		assert_int_equal(state_write(h.dir, STATE_DEVICE_POLICY, json, strlen(json)), 0);
@@ -450,7 +464,7 @@ static void test_policy_version(void **state)
 
 	/* a damaged stored policy: nothing overwritten blindly */
 	assert_int_equal(state_write(h.dir, STATE_DEVICE_POLICY, "{}", 2), 0);
-	execute_policy(&h, 6, 14, &rep);
+	execute_policy(&h, 7, 15, &rep);
 	assert_int_equal(rep.status, RESULT_FAILED);
 	assert_non_null(strstr(rep.reason, "unreadable"));
 	harness_stop(&h);
