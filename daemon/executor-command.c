@@ -50,6 +50,21 @@ static int copy_text(char *dst, size_t size, const char *src)
 	return 0;
 }
 
+/* Copies a (valid UTF-8) reason, cut at a character boundary when it does not fit: the state file
+ * must stay valid JSON text for pam_trustpc, which refuses anything else. */
+static void copy_reason_utf8(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= size) {
+		n = size - 1;
+		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
 static bool command_id_valid(const char *s)
 {
 	if (strlen(s) != COMMAND_ID_SIZE * 2)
@@ -126,6 +141,9 @@ int exec_state_load(const char *dir, ExecState *ret)
 	s.last_status = (uint32_t)st;
 	s.locked = json_is_true(json_object_get(o, "locked"));
 	s.has_epoch = get_u64(o, "epoch", &s.epoch) >= 0;
+	/* optional (older state files have none); a bad one is dropped, not fatal */
+	if (copy_text(s.lock_reason, sizeof(s.lock_reason), json_string_value(json_object_get(o, "lock_reason"))) < 0)
+		s.lock_reason[0] = 0;
 	*ret = s;
 	return 0;
 }
@@ -138,6 +156,9 @@ int exec_state_save(const char *dir, const ExecState *s)
 		      (json_int_t)s->last_status, "last_reason", s->last_reason, "locked", s->locked);
 
 	if (o && s->has_epoch && json_object_set_new(o, "epoch", json_integer((json_int_t)s->epoch)) < 0)
+		return -ENOMEM;
+	if (o && s->locked && s->lock_reason[0] &&
+	    json_object_set_new(o, "lock_reason", json_string(s->lock_reason)) < 0)
 		return -ENOMEM;
 	return save_json(dir, STATE_COMMANDS, o);
 }
@@ -612,10 +633,13 @@ int executor_execute(Executor *e, const uint8_t *cose, size_t n)
 	s.last_type = c.type;
 	s.last_status = o.status;
 	memcpy(s.last_reason, o.reason, sizeof(s.last_reason));
-	if (o.status == RESULT_DONE && c.type == COMMAND_LOCK)
+	if (o.status == RESULT_DONE && c.type == COMMAND_LOCK) {
 		s.locked = true;
-	else if (o.status == RESULT_DONE && c.type == COMMAND_UNLOCK)
+		copy_reason_utf8(s.lock_reason, sizeof(s.lock_reason), c.args.lock.reason ?: "");
+	} else if (o.status == RESULT_DONE && c.type == COMMAND_UNLOCK) {
 		s.locked = false;
+		s.lock_reason[0] = 0;
+	}
 	if (o.has_epoch) {
 		s.has_epoch = true;
 		s.epoch = o.epoch;
@@ -675,6 +699,7 @@ int executor_lease_lock(Executor *e)
 		return privsep_send_reply(e->fd, PRIVSEP_LEASE_LOCK, r, NULL, 0);
 	}
 	s.locked = true;
+	snprintf(s.lock_reason, sizeof(s.lock_reason), "offline lease expired");
 	s.has_epoch = true;
 	s.epoch = counter;
 	r = exec_state_save(e->state_dir, &s);

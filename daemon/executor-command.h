@@ -30,6 +30,7 @@ typedef struct ExecState {
 	bool has_epoch;
 	uint64_t epoch; /* the lock counter after the last command */
 	bool locked;	/* a lock command ran and no unlock since */
+	char lock_reason[PRIVSEP_REASON_MAX]; /* the operator's reason (shown by pam_trustpc), "" if none */
 } ExecState;
 
 typedef struct ExecIntent {
