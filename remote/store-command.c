@@ -176,17 +176,9 @@ int store_command_enqueue(Store *s, CommandRecord *c, StoreCommandSignFn sign_fn
 	r = store_txn_begin(s, &txn);
 	if (r < 0)
 		return r;
-	r = store_prepare(s, sql_seq, &sts);
+	r = store_query_one(s, sql_seq, c->device_id, "allocating a command sequence number", &sts);
 	if (r < 0)
 		return r;
-	r = store_bind_text(sts, 1, c->device_id);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(sts);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return store_error(s, rc, "allocating a command sequence number");
 	seq = (uint64_t)sqlite3_column_int64(sts, 0);
 	/* RETURNING: the UPDATE is only complete once stepped to the end. */
 	rc = sqlite3_step(sts);
@@ -236,21 +228,13 @@ int store_command_get(Store *s, const char *id, CommandRecord *ret)
 {
 	static const char sql[] = "SELECT " COMMAND_COLUMNS " FROM commands WHERE id = ?";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r, rc;
+	int r;
 
 	if (!command_id_valid(id))
 		return -ENOENT;
-	r = store_prepare(s, sql, &st);
+	r = store_query_one(s, sql, id, "reading the command", &st);
 	if (r < 0)
 		return r;
-	r = store_bind_text(st, 1, id);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return store_error(s, rc, "reading the command");
 	return command_from_row(st, ret);
 }
 
@@ -403,21 +387,13 @@ int store_command_last_lock_epoch(Store *s, const char *device_id, uint64_t *ret
 	static const char sql[] = "SELECT epoch FROM commands WHERE device_id = ? AND type = 'lock' "
 				  "AND epoch IS NOT NULL ORDER BY seq DESC LIMIT 1";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r, rc;
+	int r;
 
 	if (!store_device_id_valid(device_id))
 		return -ENOENT;
-	r = store_prepare(s, sql, &st);
+	r = store_query_one(s, sql, device_id, "reading the last lock epoch", &st);
 	if (r < 0)
 		return r;
-	r = store_bind_text(st, 1, device_id);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return store_error(s, rc, "reading the last lock epoch");
 	*ret = (uint64_t)sqlite3_column_int64(st, 0);
 	return 0;
 }

@@ -158,21 +158,13 @@ int store_device_get(Store *s, const char *device_id, DeviceRecord *ret)
 {
 	static const char sql[] = "SELECT " DEVICE_COLUMNS " FROM devices WHERE device_id = ?";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r, rc;
+	int r;
 
 	if (!store_device_id_valid(device_id))
 		return -ENOENT;
-	r = store_prepare(s, sql, &st);
+	r = store_query_one(s, sql, device_id, "reading the device", &st);
 	if (r < 0)
 		return r;
-	r = store_bind_text(st, 1, device_id);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return store_error(s, rc, "reading the device");
 	return device_from_row(st, ret);
 }
 

@@ -258,6 +258,24 @@ int store_column_blobdup(sqlite3_stmt *st, int col, uint8_t **ret, size_t *ret_s
 	return 0;
 }
 
+int store_query_one(Store *s, const char *sql, const char *key, const char *what, sqlite3_stmt **st)
+{
+	int r, rc;
+
+	r = store_prepare(s, sql, st);
+	if (r < 0)
+		return r;
+	r = store_bind_text(*st, 1, key);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(*st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return store_error(s, rc, what);
+	return 0;
+}
+
 int store_bind_text(sqlite3_stmt *st, int col, const char *s)
 {
 	int rc = s ? sqlite3_bind_text(st, col, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, col);
@@ -523,7 +541,7 @@ int store_token_create(Store *s, const char *image, uint64_t ttl, const char *ac
 	_cleanup_txn_ StoreTxn txn = {};
 	_cleanup_stmt_ sqlite3_stmt *st = NULL, *sti = NULL;
 	time_t now = store_now(s), expires;
-	int r, rc;
+	int r;
 
 	if (ttl < 1 || ttl > TOKEN_TTL_MAX || !actor || !*actor)
 		return -EINVAL;
@@ -541,17 +559,9 @@ int store_token_create(Store *s, const char *image, uint64_t ttl, const char *ac
 
 	if (image) {
 		/* Checked here for a clear -ENOENT; the foreign key would refuse it too. */
-		r = store_prepare(s, sql_image, &sti);
+		r = store_query_one(s, sql_image, image, "looking up the image", &sti);
 		if (r < 0)
 			return r;
-		r = store_bind_text(sti, 1, image);
-		if (r < 0)
-			return r;
-		rc = sqlite3_step(sti);
-		if (rc == SQLITE_DONE)
-			return -ENOENT;
-		if (rc != SQLITE_ROW)
-			return store_error(s, rc, "looking up the image");
 	}
 
 	r = store_prepare(s, sql_insert, &st);
@@ -593,7 +603,7 @@ int store_token_check_locked(Store *s, const char *token, char **ret_image, char
 	static const char sql[] = "SELECT image, expires_at, used_at FROM enroll_tokens WHERE hash = ?";
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	_cleanup_free_ char *hash = NULL, *image = NULL;
-	int r, rc;
+	int r;
 
 	if (!token || !startswith(token, ENROLL_TOKEN_PREFIX))
 		return -ENOENT;
@@ -601,17 +611,9 @@ int store_token_check_locked(Store *s, const char *token, char **ret_image, char
 	if (r < 0)
 		return r;
 
-	r = store_prepare(s, sql, &st);
+	r = store_query_one(s, sql, hash, "looking up the token", &st);
 	if (r < 0)
 		return r;
-	r = store_bind_text(st, 1, hash);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return store_error(s, rc, "looking up the token");
 	if (sqlite3_column_type(st, 2) != SQLITE_NULL)
 		return log_debug_errno(-ESTALE, "Enrollment token already used");
 	if (store_now(s) >= (time_t)sqlite3_column_int64(st, 1))
@@ -796,24 +798,16 @@ int store_operator_auth(Store *s, const char *token, char **ret_name, OperatorRo
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	_cleanup_free_ char *hash = NULL, *name = NULL;
 	OperatorRole role;
-	int r, rc;
+	int r;
 
 	if (!token || !startswith(token, OPERATOR_TOKEN_PREFIX))
 		return -ENOENT;
 	r = token_hash(token, &hash);
 	if (r < 0)
 		return r;
-	r = store_prepare(s, sql, &st);
+	r = store_query_one(s, sql, hash, "looking up the operator", &st);
 	if (r < 0)
 		return r;
-	r = store_bind_text(st, 1, hash);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return store_error(s, rc, "looking up the operator");
 	r = operator_role_from_name((const char *)sqlite3_column_text(st, 1), &role);
 	if (r < 0)
 		return -EIO; /* the CHECK constraint makes this a damaged database */

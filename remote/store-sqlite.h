@@ -43,6 +43,11 @@ static inline void store_stmt_resetp(sqlite3_stmt **st)
 }
 #define _cleanup_stmt_ __attribute__((cleanup(store_stmt_resetp)))
 
+/* The common lookup: store_prepare(sql), bind key to parameter 1, step to the first row.
+ * 0 with *st on that row; -ENOENT when there is none; else store_error(what). *st is set as soon
+ * as the statement exists, so the caller's _cleanup_stmt_ resets it on every path. */
+int store_query_one(Store *s, const char *sql, const char *key, const char *what, sqlite3_stmt **st);
+
 /* Runs a statement that returns no rows to completion. */
 int store_step_done(Store *s, sqlite3_stmt *st, const char *what);
 
