@@ -121,6 +121,8 @@ int agent_command_handle(Agent *a, const uint8_t *cose, size_t n)
 	memcpy(res.device_id, a->device_id, sizeof(res.device_id));
 	memcpy(res.id, rep.id, sizeof(res.id));
 	r = send_result(a, &res);
+	if (rep.poweroff)
+		agent_poweroff_begin(a);
 
 	/* D-Bus Locked/Epoch and the next posture follow the executor's state. */
 	if (privsep_status(a->privsep_fd, &st) >= 0) {

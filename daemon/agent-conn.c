@@ -100,6 +100,7 @@ void agent_conn_done(Agent *a)
 {
 	agent_conn_close(a, false);
 	a->timer = sd_event_source_disable_unref(a->timer);
+	a->poweroff_timer = sd_event_source_disable_unref(a->poweroff_timer);
 	free(a->rbuf);
 	a->rbuf = NULL;
 }
@@ -159,7 +160,7 @@ static bool ack_outstanding(const Agent *a, AckKind k)
 	return false;
 }
 
-static int send_heartbeat(Agent *a)
+static int send_heartbeat_kind(Agent *a, AckKind kind)
 {
 	ProtoMessage m = {.type = PROTO_HEARTBEAT};
 	int r;
@@ -167,10 +168,53 @@ static int send_heartbeat(Agent *a)
 	r = agent_posture(a, &m.heartbeat.posture);
 	if (r < 0)
 		return r;
-	r = ack_push(a, ACK_HEARTBEAT);
+	r = ack_push(a, kind);
 	if (r < 0)
 		return r;
 	return agent_send(a, &m);
+}
+
+static int send_heartbeat(Agent *a)
+{
+	return send_heartbeat_kind(a, ACK_HEARTBEAT);
+}
+
+static void poweroff_now(Agent *a, const char *why)
+{
+	int r;
+
+	if (!a->poweroff_timer)
+		return; /* done already (the ack and the timer both end up here) */
+	a->poweroff_timer = sd_event_source_disable_unref(a->poweroff_timer);
+	log_notice("Lock with power-off: %s; asking the executor to power off.", why);
+	r = privsep_poweroff(a->privsep_fd);
+	if (r < 0)
+		log_error_errno(r, "The executor did not power off: %m");
+}
+
+static int on_poweroff_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	poweroff_now(userdata, "the server did not acknowledge the result in time");
+	return 0;
+}
+
+void agent_poweroff_begin(Agent *a)
+{
+	int r;
+
+	if (a->poweroff_timer)
+		return;
+	r = sd_event_add_time_relative(a->event, &a->poweroff_timer, CLOCK_MONOTONIC,
+				       AGENT_POWEROFF_WAIT_USEC, 0, on_poweroff_timer, a);
+	if (r < 0) {
+		log_warning_errno(r, "Cannot arm the power-off timer: %m");
+		a->poweroff_timer = NULL;
+		(void)privsep_poweroff(a->privsep_fd);
+		return;
+	}
+	r = a->state == CONN_READY ? send_heartbeat_kind(a, ACK_POWEROFF) : -ENOTCONN;
+	if (r < 0)
+		poweroff_now(a, "the result could not be confirmed");
 }
 
 /* The escrow file is JSON made by trustpc-disk (escrow_seal); its context names the volume:
@@ -316,11 +360,13 @@ static int handle_ack(Agent *a)
 	k = a->acks[0];
 	memmove(a->acks, a->acks + 1, (a->nacks - 1) * sizeof(a->acks[0]));
 	a->nacks--;
-	if (k == ACK_HEARTBEAT) {
+	if (k == ACK_HEARTBEAT || k == ACK_POWEROFF) {
 		agent_set_last_checkin(a, now_usec(CLOCK_REALTIME));
 		/* a heartbeat acknowledged on a trusted connection is a check-in for the lease */
 		if (a->attested)
 			agent_lease_checkin(a);
+		if (k == ACK_POWEROFF)
+			poweroff_now(a, "the server has the result");
 	} else if (k == ACK_ESCROW) {
 		int r = privsep_escrow_done(a->privsep_fd);
 		if (r < 0)

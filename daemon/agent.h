@@ -32,7 +32,11 @@ typedef enum ConnState {
 #define AGENT_HEARTBEAT_MAX_SEC 86400
 #define AGENT_ACKS_MAX 8
 
-typedef enum AckKind { ACK_HEARTBEAT = 1, ACK_ESCROW } AckKind;
+/* ACK_POWEROFF: the heartbeat sent right after the result of a lock --poweroff; the server answers
+ * frames in order, so its ack means the result was committed. */
+typedef enum AckKind { ACK_HEARTBEAT = 1, ACK_ESCROW, ACK_POWEROFF } AckKind;
+
+#define AGENT_POWEROFF_WAIT_USEC (10 * 1000000ULL) /* for that ack, then power off regardless */
 
 typedef struct Agent {
 	sd_event *event;
@@ -71,6 +75,7 @@ typedef struct Agent {
 	uint32_t policy_heartbeat;    /* s; wins over the attest-result's heartbeat when set */
 	uint64_t policy_offline_lease; /* s, 0 = none */
 	sd_event_source *lease_timer; /* CLOCK_BOOTTIME: fires offline_lease after the last check-in */
+	sd_event_source *poweroff_timer; /* armed while a lock --poweroff waits for its result's ack */
 
 	/* what D-Bus shows */
 	bool connected;
@@ -86,6 +91,10 @@ int agent_conn_start(Agent *a);            /* connect now (cancels a pending bac
 void agent_conn_close(Agent *a, bool retry); /* drop the connection; retry: schedule backoff */
 int agent_check_in_now(Agent *a);          /* heartbeat when attested, else reconnect now */
 void agent_conn_done(Agent *a);
+/* After the result of a lock --poweroff was sent: a heartbeat whose ack shows the server has the
+ * result, then the executor powers off — at the ack, or AGENT_POWEROFF_WAIT_USEC later, or at once
+ * when nothing can be sent (the lock is in the TPM already; only the report is at stake). */
+void agent_poweroff_begin(Agent *a);
 struct ProtoMessage;
 int agent_send(Agent *a, const struct ProtoMessage *m); /* queue one frame and flush */
 

@@ -573,6 +573,9 @@ int executor_execute(Executor *e, const uint8_t *cose, size_t n)
 		rep.epoch = s.epoch;
 		rep.locked = s.locked;
 		rep.redelivered = 1;
+		if (s.last_type == COMMAND_LOCK && s.last_status == RESULT_DONE && s.locked &&
+		    c.args.lock.poweroff)
+			rep.poweroff = e->poweroff_armed = true;
 		/* A crash between the state write and the intent's removal left the intent behind. */
 		if (exec_intent_load(e->state_dir, &intent) >= 0 && streq(intent.id, c.id))
 			(void)exec_intent_remove(e->state_dir);
@@ -660,6 +663,8 @@ int executor_execute(Executor *e, const uint8_t *cose, size_t n)
 	rep.has_epoch = s.has_epoch;
 	rep.epoch = s.epoch;
 	rep.locked = s.locked;
+	if (c.type == COMMAND_LOCK && o.status == RESULT_DONE && c.args.lock.poweroff)
+		rep.poweroff = e->poweroff_armed = true;
 	return reply(e, &rep);
 }
 
@@ -731,6 +736,31 @@ int exec_checkin_load(const char *dir, uint64_t *ret)
 		return log_warning_errno(EBADMSG, "%s/%s is not a check-in record.", dir, STATE_CHECKIN);
 	*ret = t;
 	return 0;
+}
+
+int executor_poweroff(Executor *e)
+{
+	_cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+	sd_bus_error err = SD_BUS_ERROR_NULL;
+	int r;
+
+	if (!e->poweroff_armed) {
+		log_warning("The network process asked for a power-off without a lock --poweroff: refused.");
+		return privsep_send_reply(e->fd, PRIVSEP_POWEROFF, -EPERM, NULL, 0);
+	}
+	r = sd_bus_open_system(&bus);
+	if (r >= 0)
+		r = sd_bus_call_method(bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+				       "org.freedesktop.systemd1.Manager", "StartUnit", &err, NULL, "ss",
+				       "poweroff.target", "replace-irreversibly");
+	if (r < 0)
+		log_error("Cannot power off after the lock (%s): the lock stands, but the disk key stays in "
+			  "memory until the machine is shut down.",
+			  err.message ?: strerror(-r));
+	else
+		log_notice("Powering off after the remote lock: the disk keys leave memory at shutdown.");
+	sd_bus_error_free(&err);
+	return privsep_send_reply(e->fd, PRIVSEP_POWEROFF, r < 0 ? r : 0, NULL, 0);
 }
 
 int executor_checkin(Executor *e)

@@ -81,6 +81,12 @@ int executor_lease_lock(Executor *e);
  * is in force (no write per heartbeat otherwise), so that the lease survives a restart or reboot:
  * a thief cannot reset it by power-cycling an offline machine. Replies itself. */
 int executor_checkin(Executor *e);
+
+/* POWEROFF: only after this executor executed (or answered the redelivery of) a lock with
+ * poweroff = true — the network process cannot power the machine off on its own. Starts
+ * poweroff.target through systemd ("replace-irreversibly": no inhibitor a user holds can stop it),
+ * whose shutdown closes the dm-crypt mappings and so drops the disk keys from memory. */
+int executor_poweroff(Executor *e);
 /* checkin.json: -ENOENT when none, -EBADMSG when not ours. */
 int exec_checkin_load(const char *dir, uint64_t *ret);
 

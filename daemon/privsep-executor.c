@@ -261,6 +261,8 @@ static int dispatch(Executor *e, PrivsepType type, const uint8_t *payload, size_
 		return executor_lease_lock(e);
 	case PRIVSEP_CHECKIN:
 		return executor_checkin(e);
+	case PRIVSEP_POWEROFF:
+		return executor_poweroff(e);
 	default:
 		return -EPROTO; /* unreachable: privsep_request_check refused it */
 	}

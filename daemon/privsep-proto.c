@@ -22,6 +22,7 @@ static const char *const type_names[_PRIVSEP_TYPE_MAX] = {
 	[PRIVSEP_EXECUTE] = "EXECUTE",
 	[PRIVSEP_LEASE_LOCK] = "LEASE_LOCK",
 	[PRIVSEP_CHECKIN] = "CHECKIN",
+	[PRIVSEP_POWEROFF] = "POWEROFF",
 };
 
 const char *privsep_type_name(uint32_t type)
@@ -110,6 +111,7 @@ int privsep_request_check(const void *buf, size_t n, bool enroll, PrivsepType *r
 	case PRIVSEP_EXECUTE:
 	case PRIVSEP_LEASE_LOCK:
 	case PRIVSEP_CHECKIN:
+	case PRIVSEP_POWEROFF:
 		if (enroll) {
 			*ret_reason = "run-time message during enrollment";
 			return -EPROTO;
@@ -127,6 +129,7 @@ int privsep_request_check(const void *buf, size_t n, bool enroll, PrivsepType *r
 	case PRIVSEP_ESCROW_DONE:
 	case PRIVSEP_LEASE_LOCK:
 	case PRIVSEP_CHECKIN:
+	case PRIVSEP_POWEROFF:
 		want = 0;
 		break;
 	case PRIVSEP_QUOTE: {
@@ -476,4 +479,10 @@ int privsep_checkin(int fd)
 {
 	size_t n;
 	return privsep_call(fd, PRIVSEP_CHECKIN, NULL, 0, NULL, 0, &n);
+}
+
+int privsep_poweroff(int fd)
+{
+	size_t n;
+	return privsep_call(fd, PRIVSEP_POWEROFF, NULL, 0, NULL, 0, &n);
 }

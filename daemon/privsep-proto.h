@@ -44,6 +44,7 @@ typedef enum PrivsepType {
 	PRIVSEP_EXECUTE,     /* run only: PrivsepExecuteRequest + COSE bytes → PrivsepExecuteReply */
 	PRIVSEP_LEASE_LOCK,  /* run only: the device policy's offline lease expired → PrivsepExecuteReply */
 	PRIVSEP_CHECKIN,     /* run only: a successful check-in; exec records its time → empty */
+	PRIVSEP_POWEROFF,    /* run only: a lock --poweroff was reported; exec powers off → empty */
 	_PRIVSEP_TYPE_MAX,
 } PrivsepType;
 
@@ -144,7 +145,8 @@ typedef struct PrivsepExecuteReply {
 	uint8_t has_epoch;
 	uint8_t locked;         /* the lock state after execution */
 	uint8_t redelivered;    /* the stored result of the last command, nothing was done again */
-	uint8_t _pad2[5];
+	uint8_t poweroff;       /* a lock --poweroff is done: send its result, then POWEROFF */
+	uint8_t _pad2[4];
 	char reason[PRIVSEP_REASON_MAX];
 } PrivsepExecuteReply;
 
@@ -192,3 +194,6 @@ int privsep_execute(int fd, const uint8_t *cose, size_t n, PrivsepExecuteReply *
 int privsep_lease_lock(int fd, PrivsepExecuteReply *ret);
 /* Records a successful check-in (so that a restart does not start the lease afresh). */
 int privsep_checkin(int fd);
+/* After the result of a lock --poweroff reached the server (or a bound passed): the executor powers
+ * the machine off through systemd. -EPERM: no such lock was executed since the executor started. */
+int privsep_poweroff(int fd);

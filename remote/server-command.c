@@ -126,6 +126,46 @@ static CommandState state_from_status(ResultStatus st)
 	return 0;
 }
 
+/* A `rejected` without an id: the device could not read the command at all (no command key,
+ * bad signature, malformed) and so cannot name it. With one command in flight per connection
+ * it can only be the one sent last; finished as rejected so that the helpdesk sees why and it
+ * is not sent again on every connection. Returns 1 with *ret = that command, 0 when there is
+ * nothing to match (logged). */
+static int unreadable_command(Server *s, const DeviceCommandPeer *peer, CommandResult *res,
+			      CommandRecord *ret)
+{
+	CommandRecord *list = NULL;
+	size_t n = 0;
+	int r, found = 0;
+
+	if (res->status != RESULT_REJECTED || res->seq != 0 || peer->sent_seq == 0) {
+		log_notice("Device %s: result without a command id (%s); ignored.", peer->device_id,
+			   result_status_name(res->status) ?: "?");
+		return 0;
+	}
+	r = store_command_pending(s->store, peer->device_id, &list, &n);
+	if (r < 0)
+		return log_error_errno(r, "Cannot read the pending commands of %s: %m.", peer->device_id);
+	for (size_t i = 0; i < n; i++)
+		if (list[i].seq == peer->sent_seq) {
+			*ret = list[i];
+			list[i] = (CommandRecord){};
+			found = 1;
+			break;
+		}
+	command_records_free(list, n);
+	if (!found) {
+		log_notice("Device %s: unreadable-command result, but seq %" PRIu64
+			   " is not pending; ignored.",
+			   peer->device_id, peer->sent_seq);
+		return 0;
+	}
+	/* The result keeps the device's words; the record gets the id and seq it answers. */
+	memcpy(res->id, ret->id, sizeof(res->id));
+	res->seq = ret->seq;
+	return 1;
+}
+
 int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const ProtoMessage *m)
 {
 	Server *s = c->server;
@@ -159,7 +199,12 @@ int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const Pr
 			return 0;
 		}
 	}
-	r = store_command_get(s->store, res.id, &cmd);
+	if (res.id[0] == 0) {
+		r = unreadable_command(s, peer, &res, &cmd);
+		if (r <= 0)
+			return r;
+	} else
+		r = store_command_get(s->store, res.id, &cmd);
 	if (r == -ENOENT || (r >= 0 && (!streq(cmd.device_id, peer->device_id) || cmd.seq != res.seq))) {
 		/* A result we cannot match (a command of another server, an edited database): logged, not
 		 * acted on. */

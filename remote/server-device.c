@@ -363,6 +363,7 @@ static int on_result(ServerConn *c, const ProtoMessage *m)
 	    .device_id = d->entry.device_id,
 	    .tls_key = d->tls_key,
 	    .ak_point = d->ak_point,
+	    .sent_seq = d->sent_seq,
 	};
 	int r = server_command_result(c, &peer, m);
 	if (r < 0)

@@ -220,6 +220,7 @@ typedef struct DeviceCommandPeer {
 	const char *device_id;
 	const EcKey *tls_key;	 /* the registered TLS key: results are signed with it */
 	const uint8_t *ak_point; /* 65 bytes: the quotes of lock/wipe results */
+	uint64_t sent_seq;	 /* the command in flight on this connection (0: none) */
 } DeviceCommandPeer;
 /* A `result` message: verified, matched to a delivered command of this device, recorded.
  * Refusals are logged and audited ("command.result-refused"); the connection stays. */

@@ -76,7 +76,8 @@ assert_eq "t $((e0 + 1))" "$(prop Epoch)" "after a restart: no second increment"
 
 # Without the command key the network process refuses on its own (nothing reaches the executor)
 # and answers with a signed "rejected" that cannot name the command (it could not be parsed): the
-# server keeps the command delivered, the device stays as it was.
+# server matches it to the one command in flight on that connection and finishes it as rejected
+# with the device's reason — not delivered again on every connection. The device stays as it was.
 kill "$agent_pid"
 wait "$agent_pid" 2>/dev/null || true
 mv "$D/command-key.pem" "$T/command-key.pem.aside"
@@ -86,21 +87,30 @@ resp=$(api POST "devices/$id/commands" '{"type":"lock","reason":"again"}')
 cid2=$(jq -r '.id // empty' <<<"$resp")
 refused() { grep -q "rejected: no fleet command key on the device" "$T/agent.log"; }
 if poll_until 20 refused; then ok "no command key: the agent rejects the command and says why"; else not_ok "no command key: the agent rejects the command and says why" "$(tail -n 20 "$T/agent.log")"; fi
-delivered() { [[ "$(db "SELECT state FROM commands WHERE id = '$cid2'")" == delivered ]]; }
-poll_until 10 delivered && ok "no command key: the server has it delivered, not done" || not_ok "no command key: the server has it delivered, not done" "$(db "SELECT state FROM commands WHERE id = '$cid2'")"
+cmd_state() { [[ "$(db "SELECT state FROM commands WHERE id = '$1'")" == "$2" ]]; }
+poll_until 10 cmd_state "$cid2" rejected && ok "no command key: the server has it rejected" || not_ok "no command key: the server has it rejected" "$(db "SELECT state FROM commands WHERE id = '$cid2'")"
+assert_eq "no fleet command key on the device" "$(db "SELECT reason FROM commands WHERE id = '$cid2'")" 	"no command key: the helpdesk sees the device's reason"
+assert_eq 1 "$(db "SELECT count(*) FROM audit WHERE action = 'command.rejected' AND details LIKE '%$cid2%'")" 	"no command key: one audit row command.rejected"
 assert_eq "t $((e0 + 1))" "$(prop Epoch)" "no command key: the counter did not move"
 assert_eq "$state_before" "$(sha256sum <"$D/commands.json")" "no command key: the executor's state unchanged"
 assert_eq "b true" "$(prop Attested)" "no command key: the connection stays up"
 
-# The key back: the server delivers the pending lock again on the next connection, it runs once.
+# The key back: the rejected command is not sent again (the agent logs no second rejection); a
+# lock issued again runs once.
 kill "$agent_pid"
 wait "$agent_pid" 2>/dev/null || true
 mv "$T/command-key.pem.aside" "$D/command-key.pem"
 agent_start
+resp=$(api POST "devices/$id/commands" '{"type":"lock","reason":"again"}')
+cid2b=$(jq -r '.id // empty' <<<"$resp")
 cmd_done() { [[ "$(db "SELECT state FROM commands WHERE id = '$1'")" == done ]]; }
-if poll_until 20 cmd_done "$cid2"; then ok "key restored: the pending lock is executed"; else not_ok "key restored: the pending lock is executed" "$(db "SELECT state, reason FROM commands WHERE id = '$cid2'")"; fi
+if poll_until 20 cmd_done "$cid2b"; then ok "key restored: a new lock is executed"; else not_ok "key restored: a new lock is executed" "$(db "SELECT state, reason FROM commands WHERE id = '$cid2b'")"; fi
 epoch_is() { [[ "$(prop Epoch)" == "t $1" ]]; }
 poll_until 10 epoch_is $((e0 + 2)) && ok "key restored: Epoch $((e0 + 2))" || not_ok "key restored: Epoch $((e0 + 2))" "$(prop Epoch)"
+# (commands go out in seq order: had the rejected one still been pending, it would have come first)
+assert_eq 1 "$(grep -c "Command .*rejected: no fleet command key" "$T/agent.log")" \
+	"key restored: the rejected command was not delivered again"
+assert_eq rejected "$(db "SELECT state FROM commands WHERE id = '$cid2'")" "key restored: the rejected one stays rejected"
 
 # Unlock: the server's signed disk policy for the current epoch; the executor checks it and stores it.
 resp=$(api POST "devices/$id/commands" '{"type":"unlock"}')
@@ -111,4 +121,18 @@ unlocked() { [[ "$(prop Locked)" == "b false" ]]; }
 poll_until 10 unlocked && ok "unlock: D-Bus Locked=false" || not_ok "unlock: D-Bus Locked=false" "$(prop Locked)"
 assert_eq $((e0 + 2)) "$(jq -r .epoch "$D/policy.json")" "unlock: policy.json is the new epoch's"
 assert_eq "t $((e0 + 2))" "$(prop Epoch)" "unlock: the counter did not move"
+
+# lock --poweroff: the result first (the heartbeat after it is acknowledged only once the server
+# has committed it), then the executor asks systemd for poweroff.target. This test's bus has no
+# systemd, so the executor says it could not — the order and the refusal are what is checked here;
+# the real power-off is shown in the VM (tests/vm).
+resp=$(api POST "devices/$id/commands" '{"type":"lock","reason":"stolen","poweroff":true}')
+cid4=$(jq -r '.id // empty' <<<"$resp")
+if poll_until 20 cmd_done "$cid4"; then ok "lock --poweroff: done"; else not_ok "lock --poweroff: done" "$(db "SELECT state, reason FROM commands WHERE id = '$cid4'")"; fi
+asked() { grep -q "Lock with power-off: the server has the result; asking the executor to power off" "$T/agent.log"; }
+if poll_until 15 asked; then ok "lock --poweroff: power-off asked after the server acknowledged the result"; else not_ok "lock --poweroff: power-off asked after the server acknowledged the result" "$(tail -n 20 "$T/agent.log")"; fi
+tried() { grep -q "Cannot power off after the lock (.*): the lock stands" "$T/agent.log"; }
+poll_until 10 tried && ok "lock --poweroff: the executor tried systemd and says the lock stands" || not_ok "lock --poweroff: the executor tried systemd and says the lock stands" "$(tail -n 20 "$T/agent.log")"
+assert_eq "b true" "$(prop Locked)" "lock --poweroff: Locked=true"
+assert_eq "t $((e0 + 3))" "$(prop Epoch)" "lock --poweroff: the counter moved once"
 test_done
