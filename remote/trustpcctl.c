@@ -128,6 +128,8 @@ static void help(void)
 	    "                                 a one-time enrollment token (admin)\n"
 	    "  images                         registered images and their expected PCR values\n"
 	    "  images add NAME --pcr N=HEX... register or replace an image (admin)\n"
+	    "  image register FILE [NAME] [--pcr 7=HEX]\n"
+	    "                                 register a built image from its pcr11.json (admin)\n"
 	    "  audit [--after N]              the audit log\n"
 	    "  audit verify                   recompute the audit hash chain (exit 6 when broken)\n"
 	    "  lock DEV... | --all --reason TEXT [--poweroff]\n"
@@ -196,7 +198,7 @@ static const struct {
     {"audit", verb_audit},	 {"lock", verb_lock},
     {"unlock", verb_unlock},	 {"wipe", verb_wipe},
     {"commands", verb_commands}, {"recovery-key", verb_recovery_key},
-    {"policy", verb_policy},
+    {"policy", verb_policy},	 {"image", verb_image},
 };
 
 int main(int argc, char *argv[])

@@ -68,6 +68,8 @@ int verb_wipe(const CtlOptions *o, int argc, char **argv);
 int verb_commands(const CtlOptions *o, int argc, char **argv);
 int verb_recovery_key(const CtlOptions *o, int argc, char **argv);
 int verb_policy(const CtlOptions *o, int argc, char **argv);
+/* trustpcctl-image.c */
+int verb_image(const CtlOptions *o, int argc, char **argv);
 
 /* A device id from an id, a unique id prefix or a hostname (0), else an exit code (logged). */
 int ctl_resolve_device(const CtlOptions *o, const char *arg, char **ret);
