@@ -167,6 +167,31 @@ static int handle_activate(Executor *e, const uint8_t *payload)
 	return r;
 }
 
+/* Sequence numbers belong to a command key: a server with another key (the device re-enrolled
+ * with a new or rebuilt server) starts again at 1, and would find every command refused as old.
+ * Commands of the old key no longer verify, so nothing can be replayed by starting again; the
+ * lock state and epoch stay. Written after the new key: a crash in between leaves the old
+ * sequence (commands refused, visibly), never the old key with a sequence restarted. */
+static int restart_sequence(const char *dir)
+{
+	ExecState st;
+	int r;
+
+	r = exec_state_load(dir, &st);
+	if (r < 0)
+		return log_error_errno(r, "Cannot read commands.json to restart the command sequence: %m");
+	if (st.last_seq == 0)
+		return 0;
+	log_notice("New fleet command key: command sequence numbers start again (they were at %llu).",
+		   (unsigned long long)st.last_seq);
+	st.last_seq = 0;
+	st.last_id[0] = 0;
+	st.last_type = 0;
+	st.last_status = 0;
+	st.last_reason[0] = 0;
+	return exec_state_save(dir, &st);
+}
+
 static int handle_store(Executor *e, const uint8_t *payload, size_t n)
 {
 	static const char *const names[_STORE_BLOB_MAX] = {
@@ -174,9 +199,10 @@ static int handle_store(Executor *e, const uint8_t *payload, size_t n)
 		[STORE_POLICY_KEY] = STATE_POLICY_KEY,   [STORE_ESCROW_KEY] = STATE_ESCROW_KEY,
 		[STORE_POLICY] = STATE_POLICY,          [STORE_COMMAND_KEY] = STATE_COMMAND_KEY,
 	};
+	_cleanup_free_ char *old_key = NULL;
 	char own_id[DEVICE_ID_STRING_SIZE];
 	PrivsepStoreRequest s;
-	size_t o = sizeof(s);
+	size_t o = sizeof(s), old_key_size = 0;
 	int r;
 
 	memcpy(&s, payload, sizeof(s));
@@ -196,6 +222,12 @@ static int handle_store(Executor *e, const uint8_t *payload, size_t n)
 	if (!e->tls_key_pem || !e->ak_blob)
 		return privsep_send_reply(e->fd, PRIVSEP_STORE, -EINVAL, NULL, 0);
 
+	/* The command key this device had (another server's, if it re-enrolls elsewhere). */
+	if (state_read(e->state_dir, STATE_COMMAND_KEY, false, &old_key, &old_key_size) < 0) {
+		free(old_key);
+		old_key = NULL;
+	}
+
 	/* Everything but the device id first, the device id last: a crash in between leaves a
 	 * state dir that reads as "not enrolled", never a mix of two enrollments in use. */
 	r = state_write(e->state_dir, STATE_AK, e->ak_blob, e->ak_blob_size);
@@ -212,6 +244,15 @@ static int handle_store(Executor *e, const uint8_t *payload, size_t n)
 				r = -errno;
 		}
 		o += s.sizes[i];
+	}
+	if (r >= 0 && old_key) {
+		const uint8_t *new_key = payload + sizeof(s);
+		size_t new_size = s.sizes[STORE_COMMAND_KEY];
+
+		for (size_t i = 0; i < STORE_COMMAND_KEY; i++)
+			new_key += s.sizes[i];
+		if (new_size != old_key_size || memcmp(new_key, old_key, new_size) != 0)
+			r = restart_sequence(e->state_dir);
 	}
 	if (r >= 0) {
 		char line[DEVICE_ID_STRING_SIZE + 1];

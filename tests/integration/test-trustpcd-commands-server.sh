@@ -135,4 +135,28 @@ tried() { grep -q "Cannot power off after the lock (.*): the lock stands" "$T/ag
 poll_until 10 tried && ok "lock --poweroff: the executor tried systemd and says the lock stands" || not_ok "lock --poweroff: the executor tried systemd and says the lock stands" "$(tail -n 20 "$T/agent.log")"
 assert_eq "b true" "$(prop Locked)" "lock --poweroff: Locked=true"
 assert_eq "t $((e0 + 3))" "$(prop Epoch)" "lock --poweroff: the counter moved once"
+
+# Re-enrollment with another server (a rebuilt one: a new command key, sequence numbers from 1):
+# the device starts its sequence again — with the old last_seq every command would be refused as
+# old. The lock state and epoch stay.
+kill "$agent_pid"
+wait "$agent_pid" 2>/dev/null || true
+server_stop
+seq_before=$(jq .last_seq "$D/commands.json")
+st2="$T/server2"
+server_init "$st2"
+(umask 077 && "$SERVER_BIN" operator add op-helpdesk --role helpdesk --state-dir "$st2" >"$T/helpdesk.token")
+"$SERVER_BIN" image set base "7=$(tpm_pcr_read dev 7)" "11=$(tpm_pcr_read dev 11)" --state-dir "$st2" >/dev/null
+server_start "$st2" --tpm-ca "$SWTPM_CA_CERT" --config "$T/test.conf"
+st=$st2
+EXPECT_NAME="trustpcd enroll with a rebuilt server" expect_ok "$trustpcd" enroll --server "localhost:$ENROLL_PORT" \
+	--ca "$st2/ca.pem" --token "$("$SERVER_BIN" token create --image base --state-dir "$st2")" --state-dir "$D"
+assert_eq 0 "$(jq .last_seq "$D/commands.json")" "re-enrolled with a new command key: sequence restarted (was $seq_before)"
+assert_eq true "$(jq .locked "$D/commands.json")" "re-enrolled: still locked"
+agent_start
+resp=$(api POST "devices/$id/commands" '{"type":"unlock"}')
+cid5=$(jq -r '.id // empty' <<<"$resp")
+assert_eq 1 "$(jq .seq <<<"$resp")" "the rebuilt server's first command has seq 1"
+if poll_until 20 cmd_done "$cid5"; then ok "re-enrolled: the new server's unlock (seq 1) is executed"; else not_ok "re-enrolled: the new server's unlock (seq 1) is executed" "$(db "SELECT state, reason FROM commands WHERE id = '$cid5'"; tail -n 5 "$T/agent.log")"; fi
+poll_until 10 unlocked && ok "re-enrolled: D-Bus Locked=false" || not_ok "re-enrolled: D-Bus Locked=false" "$(prop Locked)"
 test_done
