@@ -12,6 +12,8 @@
 #include "basic/log.h"
 #include "basic/macro.h"
 #include "basic/memory-secure.h"
+#include "executor-command.h"
+#include "executor-enforce.h"
 #include "privsep-executor.h"
 #include "privsep-proto.h"
 #include "privsep-spawn.h"
@@ -223,6 +225,7 @@ int verb_run(const Args *args)
 		.volumes = cfg.volumes,
 		.n_volumes = cfg.n_volumes,
 		.lock_sessions = true,
+		.enforce = true,
 	};
 	memcpy(e.device_id, st.device_id, sizeof(e.device_id));
 	agent_state_done(&st);
@@ -239,6 +242,15 @@ int verb_run(const Args *args)
 	e.ak = e.enrolled ? &ak : NULL;
 	log_info("Executor ready (pid %d); network process pid %d runs as %s.", (int)getpid(), (int)pid,
 		 geteuid() == 0 ? user.name : "the invoking user");
+
+	/* /run starts empty at boot: the applied device policy's settings again. */
+	if (e.enrolled) {
+		DevicePolicy dp;
+		char summary[160];
+
+		if (exec_device_policy_load(dir, &dp) >= 0 && exec_enforce_policy(&dp, summary, sizeof(summary)) >= 0)
+			log_info("Device policy version %llu enforced: %s.", (unsigned long long)dp.version, summary);
+	}
 
 	r = executor_run(&e);
 	close(fd);

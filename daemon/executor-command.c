@@ -19,6 +19,7 @@
 #include "crypto/crypto.h"
 #include "disk-unseal.h"
 #include "executor-command.h"
+#include "executor-enforce.h"
 #include "luks/luks.h"
 #include "proto/command.h"
 #include "proto/cose.h"
@@ -498,7 +499,20 @@ static int do_policy(Executor *e, const Command *c, Outcome *o)
 		if (save_json(e->state_dir, STATE_CHECKIN, ck) < 0)
 			log_warning("Cannot record the check-in in %s.", STATE_CHECKIN);
 	}
-	outcome_set(o, RESULT_DONE, "device policy version %llu applied", (unsigned long long)p->version);
+	if (e->enforce) {
+		char summary[160];
+
+		r = exec_enforce_policy(p, summary, sizeof(summary));
+		if (r < 0) {
+			outcome_set(o, RESULT_FAILED,
+				    "device policy version %llu stored, but not enforced in full (%s): %s",
+				    (unsigned long long)p->version, summary, strerror(-r));
+			return 0;
+		}
+		outcome_set(o, RESULT_DONE, "device policy version %llu applied: %s",
+			    (unsigned long long)p->version, summary);
+	} else
+		outcome_set(o, RESULT_DONE, "device policy version %llu applied", (unsigned long long)p->version);
 	log_notice("Device policy %s by %s: version %llu applied (heartbeat %u s, offline lease %llu s, "
 		   "USB storage %s, screen lock %u s).",
 		   c->id, strna(c->issuer), (unsigned long long)p->version, p->heartbeat,

@@ -33,6 +33,7 @@ typedef struct Executor {
 	const AgentVolume *volumes;   /* trustpcd.conf "volumes =" and "volume.CLASS =" */
 	size_t n_volumes;
 	bool lock_sessions;           /* a lock asks logind to lock the screens (off in tests) */
+	bool enforce;                 /* apply usb_storage/screen_lock to the machine (off in unit tests) */
 	bool poweroff_armed;          /* a lock --poweroff is done: POWEROFF is allowed */
 
 	bool notified;                /* READY=1 sent to systemd */

@@ -8,6 +8,17 @@
 # stopped: the agent locks itself (D-Bus Locked=true, the TPM lock counter moved by one).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# The executor enforces usb_storage and screen_lock with drop-ins under /run (modprobe.d, udev
+# rules.d, systemd/logind.conf.d): the test runs in a private mount namespace with its own /run,
+# so the host's stays untouched.
+if [[ -z "${TRUSTPC_PRIVATE_RUN:-}" ]]; then
+	if ! unshare -m --propagation private true 2>/dev/null; then
+		echo "1..0 # SKIP no private mount namespace (unshare -m) for a private /run"
+		exit 77
+	fi
+	exec unshare -m --propagation private env TRUSTPC_PRIVATE_RUN=1 \
+		bash -c 'mount -t tmpfs -o mode=0755 tmpfs /run && exec "$0" "$@"' "$0" "$@"
+fi
 source "$here/test-server-common.sh"
 source "$TRUSTPC_SOURCE_ROOT/tests/lib/swtpm.sh"
 source "$TRUSTPC_SOURCE_ROOT/tests/lib/dbus.sh"
@@ -80,6 +91,21 @@ assert_eq "false 300 0 7" "$(jq -r '"\(.usb_storage) \(.screen_lock) \(.offline_
 if poll_until 20 policy_version_is "$v1"; then ok "trustpcctl show --json: posture.policy_version $v1"; else not_ok "trustpcctl show --json: posture.policy_version $v1" "$(posture_version)"; fi
 assert_file_contains "$T/agent.log" "Heartbeat every 7 s from now on \(device policy version $v1\)" \
 	"the policy's heartbeat wins over the server's 5 s"
+# usb_storage=no, screen_lock=5m enforced on the machine (in this test's private /run).
+assert_match "device policy version $v1 applied: USB storage blocked, screen lock after idle time" \
+	"$(db "SELECT reason FROM commands WHERE id = '$c1'")" "the signed result says what is enforced"
+assert_file_contains /run/modprobe.d/50-trustpc-usb-storage.conf '^install usb_storage /bin/false$' \
+	"usb_storage=no: modprobe refuses the usb_storage driver"
+assert_file_contains /run/modprobe.d/50-trustpc-usb-storage.conf '^install uas /bin/false$' \
+	"usb_storage=no: modprobe refuses the uas driver"
+assert_file_contains /run/udev/rules.d/50-trustpc-usb-storage.rules 'ATTR\{bInterfaceClass\}=="08", ATTR\{authorized\}="0"' \
+	"usb_storage=no: udev de-authorizes mass-storage interfaces as they appear"
+assert_eq "$(printf '[Login]\nIdleAction=lock\nIdleActionSec=300s')" "$(grep -v '^#' /run/systemd/logind.conf.d/50-trustpc-screen-lock.conf)" \
+	"screen_lock=5m: logind locks idle sessions after 300 s"
+if command -v systemd-analyze >/dev/null; then
+	assert_match "IdleActionSec=300s" "$(systemd-analyze cat-config systemd/logind.conf 2>/dev/null)" \
+		"systemd-analyze cat-config sees the logind drop-in"
+fi
 
 # A second set picks a newer version on its own.
 EXPECT_NAME="trustpcctl policy set (again)" expect_ok ctl --json policy set "$id" heartbeat=5s
@@ -87,6 +113,11 @@ c2=$(jq -r '.[0].id' "$EXPECT_STDOUT")
 v2=$(db "SELECT json_extract(args, '\$.version') FROM commands WHERE id = '$c2'")
 (( v2 > v1 )) && ok "the next set picks version $v2 > $v1" || not_ok "the next set picks a newer version" "$v2 <= $v1"
 poll_until 30 state_is "$c2" done && ok "second policy: done" || not_ok "second policy: done" "$(cmd_state "$c2")"
+# That policy leaves usb_storage and screen_lock at their defaults (allowed, none): drop-ins gone.
+for f in /run/modprobe.d/50-trustpc-usb-storage.conf /run/udev/rules.d/50-trustpc-usb-storage.rules \
+	/run/systemd/logind.conf.d/50-trustpc-screen-lock.conf; do
+	[[ ! -e "$f" ]] && ok "policy $v2 (defaults): $f removed" || not_ok "policy $v2 (defaults): $f removed" "$(cat "$f")"
+done
 
 # ---- an older version re-sent through the API: refused by the device, nothing changed ----
 stored=$(sha256sum <"$D/device-policy.json")
@@ -147,6 +178,8 @@ cleanup_push "kill $agent_pid 2>/dev/null; wait $agent_pid 2>/dev/null"
 t0=$(now_ms)
 acted() { grep -q "Offline lease: already locked" "$T/agent2.log"; }
 if poll_until 10 acted; then ok "restart: the lease expired at once"; else not_ok "restart: the lease expired at once" "$(cat "$T/agent2.log")"; fi
+assert_file_contains "$T/agent2.log" "Device policy version [0-9]+ enforced: USB storage allowed, screen lock not enforced" \
+	"restart: the applied policy's settings are enforced again (/run is empty after a boot)"
 took=$(( $(now_ms) - t0 ))
 (( took < 3000 )) && ok "restart: acted after $took ms (< the 4 s of a fresh lease)" || not_ok "restart: acted before a fresh lease would have" "$took ms"
 kill "$agent_pid"
