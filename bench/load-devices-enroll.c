@@ -157,7 +157,8 @@ typedef struct EnrollCtx {
 static int device_save(const Options *o, unsigned index, const char *id, const EcKey *ak,
 		       const EcKey *tls_key, const ProtoMessage *enrolled)
 {
-	_cleanup_free_ char *path = device_path(o, index), *cert_pem = NULL, *cert_hex = NULL, *text = NULL;
+	_cleanup_free_ char *path = device_path(o, index), *cert_pem = NULL, *cert_hex = NULL, *text = NULL,
+			   *cmdkey_hex = NULL, *policykey_hex = NULL;
 	_cleanup_secure_ char *ak_pem = NULL, *key_pem = NULL;
 	_cleanup_erase_ char *ak_hex = NULL, *key_hex = NULL, *id_hex = NULL;
 	int r;
@@ -174,8 +175,15 @@ static int device_save(const Options *o, unsigned index, const char *id, const E
 	ak_hex = hex_encode(ak_pem, strlen(ak_pem));
 	key_hex = hex_encode(key_pem, strlen(key_pem));
 	cert_hex = hex_encode(cert_pem, strlen(cert_pem));
-	if (!path || !id_hex || !ak_hex || !key_hex || !cert_hex ||
-	    asprintf(&text, "id=%s\nak=%s\nkey=%s\ncert=%s\n", id_hex, ak_hex, key_hex, cert_hex) < 0)
+	/* The fleet command key (SPKI DER): what the device checks every command against. */
+	if (!enrolled->enrolled.has_command_key)
+		return log_error_errno(ENOKEY, "The server sent no command key at enrollment.");
+	cmdkey_hex = hex_encode(enrolled->enrolled.command_key.data, enrolled->enrolled.command_key.size);
+	/* The fleet policy key (DER): an unlock's disk policy must verify with it. */
+	policykey_hex = hex_encode(enrolled->enrolled.policy_key.data, enrolled->enrolled.policy_key.size);
+	if (!path || !id_hex || !ak_hex || !key_hex || !cert_hex || !cmdkey_hex || !policykey_hex ||
+	    asprintf(&text, "id=%s\nak=%s\nkey=%s\ncert=%s\ncmdkey=%s\npolicykey=%s\n", id_hex, ak_hex,
+		     key_hex, cert_hex, cmdkey_hex, policykey_hex) < 0)
 		return -ENOMEM;
 	r = write_file_atomic(path, text, strlen(text), 0600);
 	memory_erase(text, strlen(text));

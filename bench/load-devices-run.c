@@ -18,10 +18,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -76,6 +78,11 @@ typedef struct Run {
 	unsigned in_progress, attested, resumed, retries, n_retry_waiting;
 	uint64_t clock_ms;
 	char first_error[256];
+	/* serve: the devices execute commands (load-devices-command.c) */
+	bool serve;
+	SimState *sim;
+	size_t sim_size;
+	unsigned commands;
 } Run;
 
 static uint64_t now_ms(void)
@@ -284,7 +291,100 @@ static int slot_attest(Run *run, Slot *s, const ProtoMessage *challenge)
 	    (ProtoBytes){run->fleet.event_log ?: (const uint8_t *)"", run->fleet.event_log_size};
 	m.attest.posture =
 	    (ProtoPosture){.image_version = "load", .agent_version = "load-devices", .has_epoch = true};
+	if (run->sim) {
+		/* The lock counter and state, as trustpcd reports them: the server's unlock policy is
+		 * for the largest epoch it has seen. */
+		m.attest.posture.epoch = run->sim[s->dev.index].epoch;
+		m.attest.posture.locked = run->sim[s->dev.index].locked;
+	}
 	return proto_encode(&m, &s->out, &s->out_n);
+}
+
+static double now_ms_precise(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Queues a frame behind whatever is still unsent. */
+static int slot_queue(Slot *s, uint8_t *frame, size_t n)
+{
+	uint8_t *p;
+
+	if (s->out_off == s->out_n) {
+		free(s->out);
+		s->out = frame;
+		s->out_n = n;
+		s->out_off = 0;
+		return 0;
+	}
+	p = realloc(s->out, s->out_n + n);
+	if (!p) {
+		free(frame);
+		return -ENOMEM;
+	}
+	memcpy(p + s->out_n, frame, n);
+	free(frame);
+	s->out = p;
+	s->out_n += n;
+	return 0;
+}
+
+/* An attested device in `serve`: executes each command and sends its result. One line per
+ * command on stdout: "command ID INDEX TYPE RECEIVED SENT" (CLOCK_MONOTONIC milliseconds: when the
+ * frame was decoded, when the result was handed to the socket — or queued, if it was full). */
+static void slot_serve(Run *run, Slot *s)
+{
+	ProtoMessage m = {};
+	int r;
+
+	r = slot_flush(s);
+	if (r < 0 && r != -EAGAIN) {
+		slot_fail(run, s, "sending a result", r);
+		return;
+	}
+	for (;;) {
+		_cleanup_free_ uint8_t *frame = NULL;
+		CommandType type = 0;
+		double t_recv, t_sent;
+		size_t n;
+
+		r = slot_read_frame(s, &m);
+		if (r == -EAGAIN)
+			return;
+		if (r < 0) {
+			slot_fail(run, s, "the server closed an attested connection", r);
+			return;
+		}
+		if (m.type != PROTO_COMMAND) {
+			log_debug("Device %u: ignoring a '%s' message.", s->dev.index, proto_type_name(m.type));
+			proto_message_done(&m);
+			continue;
+		}
+		t_recv = now_ms_precise();
+		r = device_command(&(DeviceCommandParams){.dev = &s->dev,
+							  .state = &run->sim[s->dev.index],
+							  .fleet = &run->fleet,
+							  .clock = run->clock_ms++},
+				   m.command.cose.data, m.command.cose.size, &frame, &n, &type);
+		proto_message_done(&m);
+		if (r < 0) {
+			slot_fail(run, s, "answering a command", r);
+			return;
+		}
+		r = slot_queue(s, TAKE_PTR(frame), n);
+		if (r >= 0)
+			r = slot_flush(s);
+		if (r < 0 && r != -EAGAIN) {
+			slot_fail(run, s, "sending a result", r);
+			return;
+		}
+		t_sent = now_ms_precise();
+		run->commands++;
+		printf("command %s %u %s %.3f %.3f\n", run->sim[s->dev.index].last_id, s->dev.index,
+		       type ? command_type_name(type) : "?", t_recv, t_sent);
+	}
 }
 
 static void slot_step(Run *run, Slot *s)
@@ -379,6 +479,10 @@ static void slot_step(Run *run, Slot *s)
 			run->resumed += s->resumed;
 			break;
 		case SLOT_ATTESTED: {
+			if (run->serve) {
+				slot_serve(run, s);
+				return;
+			}
 			/* Idle: the server only speaks to close (a deadline, a restart). */
 			ssize_t k = tls_read(s->tls, junk, sizeof(junk));
 			if (k == -EAGAIN)
@@ -416,11 +520,44 @@ static void drop_all(Run *run)
 	run->queue_head = run->queue_tail = NULL;
 }
 
+/* One turn of the event loop: due retries queued, queued devices started (at most window in
+ * progress), one epoll_wait (bounded: retries are due within 20 ms, a signal ends it). */
+static int loop_once(Run *run, unsigned window)
+{
+	struct epoll_event evs[EPOLL_BATCH];
+	uint64_t now = now_ms();
+	int n;
+
+	if (run->n_retry_waiting > 0)
+		for (unsigned i = 0; i < run->o->k; i++) {
+			Slot *s = &run->slots[i];
+			if (s->state == SLOT_RETRY && s->retry_at <= now) {
+				run->n_retry_waiting--;
+				enqueue(run, s);
+			}
+		}
+	while (run->queue_head && run->in_progress < window) {
+		Slot *s = run->queue_head;
+		int r;
+		run->queue_head = s->next_queued;
+		if (!run->queue_head)
+			run->queue_tail = NULL;
+		r = slot_start(run, s);
+		if (r < 0)
+			return r;
+	}
+	n = epoll_wait(run->epfd, evs, EPOLL_BATCH, run->n_retry_waiting > 0 ? 20 : 1000);
+	if (n < 0 && errno != EINTR)
+		return log_error_errno(errno, "epoll_wait: %m");
+	for (int i = 0; i < n; i++)
+		slot_step(run, evs[i].data.ptr);
+	return 0;
+}
+
 /* Connects every device (window: at most that many in progress) until all are attested. */
 static int phase(Run *run, unsigned window, PhaseResult *ret)
 {
 	const Options *o = run->o;
-	struct epoll_event evs[EPOLL_BATCH];
 	double cpu0 = server_cpu_ms(o->server_pid), self0 = self_cpu_ms();
 	uint64_t t0 = now_ms(), deadline = t0 + (uint64_t)o->timeout * 1000;
 	unsigned retries0 = run->retries;
@@ -430,38 +567,17 @@ static int phase(Run *run, unsigned window, PhaseResult *ret)
 		if (run->slots[i].state == SLOT_IDLE)
 			enqueue(run, &run->slots[i]);
 	while (run->attested < o->k) {
-		uint64_t now = now_ms();
-		int n;
+		int r;
 
-		if (now > deadline)
+		if (now_ms() > deadline)
 			return log_error_errno(
 			    ETIMEDOUT,
 			    "Phase not done after %u s: %u of %u attested, %u retries (first failure: %s).",
 			    o->timeout, run->attested, o->k, run->retries - retries0,
 			    run->first_error[0] ? run->first_error : "none");
-		if (run->n_retry_waiting > 0)
-			for (unsigned i = 0; i < o->k; i++) {
-				Slot *s = &run->slots[i];
-				if (s->state == SLOT_RETRY && s->retry_at <= now) {
-					run->n_retry_waiting--;
-					enqueue(run, s);
-				}
-			}
-		while (run->queue_head && run->in_progress < window) {
-			Slot *s = run->queue_head;
-			int r;
-			run->queue_head = s->next_queued;
-			if (!run->queue_head)
-				run->queue_tail = NULL;
-			r = slot_start(run, s);
-			if (r < 0)
-				return r;
-		}
-		n = epoll_wait(run->epfd, evs, EPOLL_BATCH, run->n_retry_waiting > 0 ? 20 : 1000);
-		if (n < 0 && errno != EINTR)
-			return log_error_errno(errno, "epoll_wait: %m");
-		for (int i = 0; i < n; i++)
-			slot_step(run, evs[i].data.ptr);
+		r = loop_once(run, window);
+		if (r < 0)
+			return r;
 	}
 	*ret = (PhaseResult){
 	    .seconds = (double)(now_ms() - t0) / 1000.0,
@@ -546,10 +662,43 @@ static int run_load(Run *run)
 	return 0;
 }
 
-int do_run(const Options *o)
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+/* serve: all K connected and attested, then answering commands until SIGTERM/SIGINT. A device
+ * whose connection drops reconnects (the server then redelivers what it has not seen answered). */
+static int serve_loop(Run *run)
+{
+	struct sigaction sa = {.sa_handler = on_stop_signal}; /* no SA_RESTART: epoll_wait returns */
+	PhaseResult p;
+	int r;
+
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
+	r = phase(run, run->o->window, &p);
+	if (r < 0)
+		return r;
+	print_phase(run, "connect, full handshakes:", &p);
+	printf("ready %u\n", run->o->k);
+	while (!stop_requested) {
+		r = loop_once(run, run->o->window);
+		if (r < 0)
+			return r;
+	}
+	printf("stopped: %u commands answered, %u connection retries, %u of %u attested\n", run->commands,
+	       run->retries, run->attested, run->o->k);
+	return 0;
+}
+
+static int run_main(const Options *o, bool serve)
 {
 	_cleanup_free_ char *ca_path = NULL;
-	Run run = {.o = o, .epfd = -1};
+	Run run = {.o = o, .epfd = -1, .serve = serve};
 	size_t n;
 	int r;
 
@@ -565,9 +714,16 @@ int do_run(const Options *o)
 	r = fleet_init(&run.fleet, o->events);
 	if (r < 0)
 		return log_error_errno(r, "Cannot build the event log: %m");
+	if (serve) {
+		r = sim_state_open(o, &run.sim, &run.sim_size);
+		if (r < 0)
+			goto out;
+	}
 	run.slots = calloc(o->k, sizeof(Slot));
-	if (!run.slots)
-		return log_oom();
+	if (!run.slots) {
+		r = log_oom();
+		goto out;
+	}
 	for (unsigned i = 0; i < o->k; i++) {
 		Slot *s = &run.slots[i];
 		s->fd = -1;
@@ -579,6 +735,13 @@ int do_run(const Options *o)
 					o->state);
 			goto out;
 		}
+		if (serve && (!s->dev.command_key || !s->dev.policy_key)) {
+			r = log_error_errno(ENOKEY,
+					    "Device %u in %s was enrolled without the fleet command and policy "
+					    "keys (an older load-devices): delete the state dir and enroll again.",
+					    i, o->state);
+			goto out;
+		}
 	}
 	run.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (run.epfd < 0) {
@@ -588,7 +751,7 @@ int do_run(const Options *o)
 	printf("load-devices: %u devices, event log of %u events (%zu bytes), window %u, server pid %d\n",
 	       o->k, o->events, run.fleet.event_log_size, o->window, o->server_pid);
 	fflush(stdout);
-	r = run_load(&run);
+	r = serve ? serve_loop(&run) : run_load(&run);
 out:
 	if (run.slots) {
 		drop_all(&run);
@@ -598,7 +761,21 @@ out:
 	free(run.slots);
 	free(run.ca_pem);
 	fleet_done(&run.fleet);
+	if (run.sim)
+		(void)munmap(run.sim, run.sim_size);
 	if (run.epfd >= 0)
 		close(run.epfd);
 	return r;
+}
+
+int do_run(const Options *o)
+{
+	return run_main(o, false);
+}
+
+int do_serve(const Options *o)
+{
+	/* Line-buffered: the benchmark reads "ready" and the per-command lines while it runs. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	return run_main(o, true);
 }

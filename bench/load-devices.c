@@ -7,9 +7,14 @@
  *   load-devices missing --state DIR -k K           how many of devices 0..K-1 are not enrolled yet
  *   load-devices enroll --state DIR -k K --server ADDR:PORT --ca FLEET.pem --tokens FILE [--jobs N]
  *   load-devices run --state DIR -k K --server ADDR:PORT --server-pid PID [--window W] [--timeout S]
+ *   load-devices serve --state DIR -k K --server ADDR:PORT --server-pid PID [--window W]
+ *                                                   connect all K, print "ready K", then execute
+ *                                                   lock/unlock commands until SIGTERM (one line
+ *                                                   per command: load-devices-run.c slot_serve)
  *
  * State: DIR/tpm-ca.{key,pem}, DIR/ca.pem (the fleet CA), DIR/dev-NNNNN (device id, AK, TLS key,
- * certificate; the EK is only needed at enrollment). `run` prints the figures (load-devices-run.c). */
+ * certificate, the fleet command and policy keys; the EK is only needed at enrollment),
+ * DIR/sim-state (serve: each device's lock counter and last command). `run` prints the figures (load-devices-run.c). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,20 +91,20 @@ char *device_path(const Options *o, unsigned index)
 void device_done(Device *d)
 {
 	d->ak = ec_key_free(d->ak);
+	d->command_key = ec_key_free(d->command_key);
+	d->policy_key = ec_key_free(d->policy_key);
+	d->tls_key = ec_key_free(d->tls_key);
 	free(d->cert_pem);
 	d->cert_pem = NULL;
 	d->key_pem = secure_free(d->key_pem);
 	d->cfg = tls_config_free(d->cfg);
 }
 
-/* One "name=hex" line of a device file, decoded and NUL-terminated. */
-static int field(const char *text, const char *name, bool secure, char **ret)
+/* One "name=hex" line of a device file, decoded (raw bytes). */
+static int field_bytes(const char *text, const char *name, uint8_t **ret, size_t *ret_size)
 {
-	_cleanup_free_ uint8_t *raw = NULL;
 	const char *p = text, *end;
-	size_t len = strlen(name), n;
-	char *s;
-	int r;
+	size_t len = strlen(name);
 
 	for (;;) {
 		if (strncmp(p, name, len) == 0 && p[len] == '=')
@@ -111,7 +116,18 @@ static int field(const char *text, const char *name, bool secure, char **ret)
 	}
 	p += len + 1;
 	end = strchrnul(p, '\n');
-	r = hex_decode(p, (size_t)(end - p), &raw, &n);
+	return hex_decode(p, (size_t)(end - p), ret, ret_size);
+}
+
+/* The same, NUL-terminated. */
+static int field(const char *text, const char *name, bool secure, char **ret)
+{
+	_cleanup_free_ uint8_t *raw = NULL;
+	size_t n;
+	char *s;
+	int r;
+
+	r = field_bytes(text, name, &raw, &n);
 	if (r < 0)
 		return r;
 	s = secure ? secure_alloc(n + 1) : malloc(n + 1);
@@ -124,6 +140,23 @@ static int field(const char *text, const char *name, bool secure, char **ret)
 	memory_erase(raw, n);
 	*ret = s;
 	return 0;
+}
+
+/* An optional SPKI DER field: NULL when absent. */
+static int key_field(const char *text, const char *name, EcKey **ret)
+{
+	_cleanup_free_ uint8_t *spki = NULL;
+	size_t n;
+	int r;
+
+	r = field_bytes(text, name, &spki, &n);
+	if (r == -ENOENT) {
+		*ret = NULL;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	return ec_key_from_spki_der(spki, n, ret);
 }
 
 int device_tls_reset(const Options *o, Device *d, const char *ca_pem)
@@ -171,7 +204,14 @@ int device_load(const Options *o, unsigned index, Device *ret)
 	if (r >= 0)
 		r = field(text, "key", true, &d.key_pem);
 	if (r >= 0)
+		r = ec_key_from_pem_or_der(d.key_pem, strlen(d.key_pem), &d.tls_key);
+	if (r >= 0)
 		r = field(text, "cert", false, &d.cert_pem);
+	/* Optional: devices enrolled before commands (issue 4) have neither; `serve` needs both. */
+	if (r >= 0)
+		r = key_field(text, "cmdkey", &d.command_key);
+	if (r >= 0)
+		r = key_field(text, "policykey", &d.policy_key);
 	if (r < 0) {
 		device_done(&d);
 		return r;
@@ -323,7 +363,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind + 1 != argc || !o.state) {
-		log_error("Usage: load-devices prepare|missing|enroll|run --state DIR … (see "
+		log_error("Usage: load-devices prepare|missing|enroll|run|serve --state DIR … (see "
 			  "bench/load-devices.c)");
 		return 2;
 	}
@@ -341,12 +381,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		r = do_enroll(&o);
-	} else if (streq(verb, "run")) {
+	} else if (streq(verb, "run") || streq(verb, "serve")) {
 		if (!o.server || o.server_pid <= 0) {
-			log_error("run needs --server and --server-pid.");
+			log_error("%s needs --server and --server-pid.", verb);
 			return 2;
 		}
-		r = do_run(&o);
+		r = streq(verb, "run") ? do_run(&o) : do_serve(&o);
 	} else {
 		log_error("Unknown verb '%s'.", verb);
 		return 2;

@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 
 #include "crypto/crypto.h"
+#include "proto/command.h"
 #include "tls/tls.h"
 #include "tpm2/tpm2.h"
 
@@ -69,6 +70,9 @@ typedef struct Device {
 	char *cert_pem; /* the device certificate from enrollment */
 	char *key_pem;	/* its TLS key (secure memory) */
 	TlsConfig *cfg; /* one per device: it holds that device's saved session (ticket) */
+	EcKey *command_key; /* the fleet command key from `enrolled` (NULL: enrolled without one) */
+	EcKey *policy_key;  /* the fleet disk-policy key from `enrolled` (likewise) */
+	EcKey *tls_key;	    /* signs command results (the agent signs them with its TLS key) */
 } Device;
 
 typedef struct Options {
@@ -85,6 +89,32 @@ typedef struct Options {
 	int server_pid;	    /* run: whose memory and CPU time to read */
 } Options;
 
+/* ---- serve: devices that execute commands (load-devices-command.c) ---- */
+
+/* What a simulated device keeps of its commands, one record per device in DIR/sim-state (a shared
+ * mapping, so that it outlives the process and a rerun continues the counters). */
+typedef struct SimState {
+	uint64_t last_seq; /* of the last executed command */
+	uint64_t epoch;	   /* the "lock counter": + 1 per lock */
+	uint32_t locked, has_epoch;
+	uint32_t last_status, last_type; /* ResultStatus, CommandType of the last executed command */
+	char last_id[COMMAND_ID_SIZE * 2 + 1];
+	char last_reason[160];
+} SimState;
+int sim_state_open(const Options *o, SimState **ret, size_t *ret_size);
+
+typedef struct DeviceCommandParams {
+	const Device *dev;
+	SimState *state;
+	const Fleet *fleet;
+	uint64_t clock; /* the quote's clockInfo.clock */
+} DeviceCommandParams;
+/* Verifies and executes one command (the `command` message's COSE bytes) and returns the
+ * `result` frame to send (with its length prefix). Errors only when no result can be made
+ * (-ENOMEM, a signing failure): every refusal is a signed `rejected` result. */
+int device_command(const DeviceCommandParams *p, const uint8_t *cose, size_t n, uint8_t **ret_frame,
+		   size_t *ret_size, CommandType *ret_type);
+
 /* "dev-%05u" under the state dir. */
 char *device_path(const Options *o, unsigned index);
 int device_load(const Options *o, unsigned index, Device *ret);
@@ -100,3 +130,4 @@ int do_prepare(const Options *o);
 int do_missing(const Options *o);
 int do_enroll(const Options *o);
 int do_run(const Options *o);
+int do_serve(const Options *o);
