@@ -22,6 +22,13 @@
 # nothing; /init's functions are replaced by minimal ones when the hook is run on its own.
 
 command -v trustpc_log >/dev/null 2>&1 || trustpc_log() { echo "trustpc-initrd: $*"; }
+# Debian's busybox-static 1.35 has no mountpoint applet, and /init asks `mountpoint -q` whether a
+# hook mounted /var before it puts a tmpfs there: without this the tmpfs would hide the personal
+# volume. Defined only when missing (the hook is sourced: /init sees the function).
+command -v mountpoint >/dev/null 2>&1 || mountpoint() {
+	[ "$1" = -q ] && shift
+	awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts
+}
 # Logs and the first-boot marker; /init moves /run into the new root, so the marker reaches
 # trustpc-firstboot.service.
 TPU_RUN=${TRUSTPC_RUN_DIR:-/run/trustpc}
