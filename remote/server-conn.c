@@ -24,13 +24,17 @@
 
 #include "basic/log.h"
 #include "basic/macro.h"
+#include "http.h"
 #include "server.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
 #define LISTEN_BACKLOG 4096
 #define ACCEPT_BURST 64		 /* per dispatch: established connections get their turn too */
 #define OUTPUT_MAX (1024 * 1024) /* queued output of a peer that does not read */
-#define CLOSE_FLUSH_SECONDS 5	 /* time to write the last message before closing */
+/* An admin answer is queued whole (one request per connection): up to what trustpcctl accepts.
+ * A fleet command's answer lists every device's command, ~350 bytes each: 3.5 MB for 10,000. */
+#define ADMIN_OUTPUT_MAX (HTTP_HEAD_MAX + HTTP_CLIENT_BODY_MAX)
+#define CLOSE_FLUSH_SECONDS 5 /* time without write progress on the last message before closing */
 #define ADMIN_MAX_CONNECTIONS 64
 #define ADMIN_TIMEOUT_SECONDS 10
 #define ADMIN_INPUT_MAX (8 * 1024 + 64 * 1024) /* docs/PROTOCOL.md: headers ≤ 8 KiB, body ≤ 64 KiB */
@@ -282,7 +286,7 @@ int conn_send_raw(ServerConn *c, const void *data, size_t n)
 
 	if (c->closing || c->dead)
 		return -ECONNRESET;
-	if (c->out_size + n > OUTPUT_MAX) {
+	if (c->out_size + n > (c->listener->kind == LISTENER_ADMIN ? ADMIN_OUTPUT_MAX : OUTPUT_MAX)) {
 		log_info("%s does not read its messages; closing.", c->peer);
 		c->dead = true;
 		return -ENOBUFS;
@@ -350,6 +354,10 @@ static void conn_flush(ServerConn *c)
 		}
 		c->out_inflight = 0;
 		c->out_off += (size_t)n;
+		/* A peer that reads keeps its last message coming, however long it is (the server may
+		 * be busy between writes); one that stops reading is dropped CLOSE_FLUSH_SECONDS later. */
+		if (c->closing)
+			(void)conn_set_deadline(c, CLOSE_FLUSH_SECONDS);
 	}
 	c->out = buf_free(c->out);
 	c->out_size = c->out_off = 0;
