@@ -24,6 +24,12 @@
 
 #define CONNECT_TIMEOUT_MS 10000
 #define IO_TIMEOUT_S 30
+/* POST /api/v1/commands answers only once every device's command is signed and committed (a few
+ * ms each, one after the other: 10,000 devices took minutes on a loaded 2-CPU server, see
+ * bench/README.md "bench-fleet-lock.sh"); up to 100,000 devices may be named. Giving up earlier
+ * would report a failure for commands that are queued and will run. */
+#define FLEET_IO_TIMEOUT_S 1800
+#define FLEET_TARGET "/api/v1/commands"
 #define TOKEN_ENV "TRUSTPC_OPERATOR_TOKEN"
 #define TOKEN_FILE_MAX 4096
 
@@ -267,6 +273,8 @@ int ctl_call(const CtlOptions *o, const char *method, const char *target, json_t
 	TlsConn *conn = NULL;
 	size_t answer_size = 0, resp_len = 0;
 	json_t *j;
+	/* A fleet command: the server answers after queueing for every device. */
+	bool fleet = streq(method, "POST") && streq(target, FLEET_TARGET);
 	int r, status = 0;
 
 	r = token_load(o);
@@ -295,10 +303,27 @@ int ctl_call(const CtlOptions *o, const char *method, const char *target, json_t
 	if (r != 0)
 		return r;
 	r = write_all(conn, request, strlen(request));
+	if (r >= 0 && fleet) {
+		struct timeval tv = {.tv_sec = FLEET_IO_TIMEOUT_S};
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+			r = -errno;
+	}
 	if (r >= 0)
 		r = read_all(conn, &answer, &answer_size);
 	tls_conn_free(conn);
 	tls_config_free(config);
+	if (r == -EAGAIN && fleet) {
+		/* Whatever the server committed stays queued: a blind retry would queue every command
+		 * a second time. */
+		log_error("The server at %s:%s did not answer within %d s. It may still be queueing the "
+			  "commands: check 'trustpcctl commands' before issuing them again.",
+			  o->host, o->port, FLEET_IO_TIMEOUT_S);
+		return CTL_EXIT_UNREACHABLE;
+	}
+	if (r == -EAGAIN) {
+		log_error("The server at %s:%s did not answer within %d s.", o->host, o->port, IO_TIMEOUT_S);
+		return CTL_EXIT_UNREACHABLE;
+	}
 	if (r < 0) {
 		log_error_errno(r, "The request to %s:%s failed: %m.", o->host, o->port);
 		return CTL_EXIT_UNREACHABLE;
