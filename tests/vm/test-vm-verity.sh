@@ -34,6 +34,9 @@ for where in superblock middle; do
 	assert_eq 0 "$rc" "$where: the initrd stopped the boot" || vm_log_show
 	assert_file_contains "$VM_SERIAL" '^trustpc: root filesystem failed dm-verity verification' \
 		"$where: the console says the root failed dm-verity" || vm_log_show
+	# …because the kernel's dm-verity found a block whose hash differs (not any other I/O error).
+	assert_file_contains "$VM_SERIAL" 'device-mapper: verity: .*data block [0-9]+ is corrupted' \
+		"$where: the kernel's dm-verity reported the corrupted block" || vm_log_show
 	if grep -aq 'trustpc-initrd: switch_root' "$VM_SERIAL"; then
 		not_ok "$where: the modified root was never switched to"
 	else
