@@ -3,7 +3,9 @@
 # bench/bench-image.sh — the device image (issue 5): build time (warm: debootstrap tarball cached;
 # cold: empty cache, with BENCH_IMAGE_COLD=1 — downloads every .deb again), sizes, and the boot
 # to multi-user.target under QEMU/TCG with OVMF Secure Boot and swtpm, broken down:
-#   firmware   QEMU start → OVMF starts the UKI ("BdsDxe: starting", host clock)
+#   firmware   QEMU start → OVMF starts the UKI ("BdsDxe: starting", host clock; the Secure Boot
+#              check of the UKI is before that line)
+#   UKI start → kernel   the rest of the wall time before the guest kernel's clock starts
 #   kernel     guest uptime at the initrd's first line
 #   initrd     initrd start → switch_root (module loading, disk, dm-verity full read, hooks)
 #   userspace  switch_root → the boot marker (systemd reached multi-user.target and finished)
@@ -56,7 +58,7 @@ for ((i = 1; i <= boots; i++)); do
 	pid=$!
 	t_fw= t_q=
 	while kill -0 "$pid" 2>/dev/null; do
-		if [[ -z "$t_q" ]] && grep -q 'starting: serial' "$tmp/run$i.out"; then t_q=$(now); fi
+		if [[ -z "$t_q" ]] && grep -qs 'starting: serial' "$tmp/run$i.out"; then t_q=$(now); fi
 		if [[ -z "$t_fw" ]] && grep -aq 'BdsDxe: starting' "$log"; then t_fw=$(now); fi
 		sleep 0.1
 	done
@@ -76,7 +78,9 @@ for ((i = 1; i <= boots; i++)); do
 	vd=$(sed -n 's/.*trustpc-initrd: every block of the root read and verified (t=\([0-9.]*\)).*/\1/p' "$log" | head -n1)
 	t_q=${t_q:-$t0}
 	echo "boot $i: wall $(secs "$t_q" "$t_end") s from QEMU start (run-vm before it, TPM manufacturing: $(secs "$t0" "$t_q") s);" \
-		"firmware ~$(secs "$t_q" "${t_fw:-$t_q}") s; kernel ${k:-?} s;" \
+		"firmware ~$(secs "$t_q" "${t_fw:-$t_q}") s;" \
+		"UKI start → kernel ~$(echo "scale=1; ($t_end - ${t_fw:-$t_q} - ${up:-0}) / 1" | bc) s (stub measuring, kernel EFI stub, decompression);" \
+		"kernel ${k:-?} s;" \
 		"initrd $(echo "${sr:-0} - ${k:-0}" | bc) s (of it dm-verity full read $(echo "${vd:-0} - ${vr:-0}" | bc) s);" \
 		"userspace $(echo "${up:-0} - ${sr:-0}" | bc) s; guest uptime at marker ${up:-?} s"
 	echo "  systemd-analyze: ${sa:-?}"
