@@ -51,9 +51,4 @@ if [[ "${TRUSTPC_IMAGE_TEST_SESSION:-0}" == 1 ]]; then
 		install -D -m 0644 "$G/test/$s" "$U/$s"
 		chroot "$R" systemctl enable "$s" >/dev/null 2>&1
 	done
-	# trustpcd's log on the console too: the VM test reads what the agent did from the serial log.
-	install -D -m 0644 /dev/stdin "$U/trustpcd.service.d/trustpc-test.conf" <<-'EOT'
-		[Service]
-		StandardError=journal+console
-	EOT
 fi
