@@ -56,7 +56,7 @@ for ((i = 1; i <= boots; i++)); do
 		--until '^trustpc: booted' --fail 'trustpc: the system is stopped|Kernel panic|Access Denied' \
 		>"$tmp/run$i.out" 2>&1 &
 	pid=$!
-	t_fw= t_q=
+	t_fw='' t_q=
 	while kill -0 "$pid" 2>/dev/null; do
 		if [[ -z "$t_q" ]] && grep -qs 'starting: serial' "$tmp/run$i.out"; then t_q=$(now); fi
 		if [[ -z "$t_fw" ]] && grep -aq 'BdsDxe: starting' "$log"; then t_fw=$(now); fi

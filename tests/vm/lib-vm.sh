@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: Apache-2.0
 # tests/vm/lib-vm.sh — the booted image under QEMU/TCG for the 'vm' suite (docs/IMAGE.md).
 #

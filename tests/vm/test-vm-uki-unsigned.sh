@@ -6,7 +6,7 @@
 set -euo pipefail
 source "$TRUSTPC_SOURCE_ROOT/tests/vm/lib-vm.sh"
 vm_require
-vm_image
+vm_image vm-image
 require_cmd openssl sbsign mcopy
 
 other_key="$TRUSTPC_TEST_TMP/other.key"

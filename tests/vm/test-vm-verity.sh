@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$TRUSTPC_SOURCE_ROOT/tests/vm/lib-vm.sh"
 vm_require
-vm_image
+vm_image vm-image
 
 # flip DISK OFFSET: invert 16 bytes at OFFSET.
 flip() {
