@@ -14,7 +14,11 @@
  * Each phase also reports the server's CPU time (utime + stime, /proc/PID/stat) per attestation.
  * A device whose attempt fails (refused, timed out by the server, an error) retries after a short
  * backoff, as an agent does; the retries are counted and printed. Nothing is enforced: the run
- * fails only if a phase does not finish within --timeout. */
+ * fails only if a phase does not finish within --timeout.
+ *
+ * load-devices serve (bench-fleet-lock.sh) uses the same machinery: phase 1, then "ready K", then
+ * the attested devices execute the commands the server sends (slot_serve, load-devices-command.c)
+ * until SIGTERM; a dropped device reconnects as in the phases. */
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
