@@ -165,7 +165,8 @@ serial_wait "$B1" '^trustpc: personal volume unlocked by the TPM' "boot 1b: the 
 from=$(grep -naE '^trustpc: personal volume unlocked by the TPM' "$B1" | head -n1 | cut -d: -f1)
 serial_wait "$B1" '^trustpc: corporate volume opened' "boot 1b: corporate opened" "$from"
 serial_wait "$B1" '^trustpc: booted ' "boot 1b: booted" "$from"
-echo "# boot 1b: $(grep -a '^trustpc: systemd-analyze' "$B1" | tail -n1)"
+poll_until 60 _serial_has "$B1" '^trustpc: systemd-analyze' "$from" || true
+echo "# boot 1b: $(tr -d '\r' <"$B1" | grep -a '^trustpc: systemd-analyze' | tail -n1)"
 personal=$(serial_value "$B1" '^trustpc-test: personal file: (written at boot [0-9a-f-]+).*')
 assert_match '^written at boot ' "$personal" "boot 1b: a file written on the personal volume"
 if poll_until 120 show_has '^State: +trusted'; then ok "trustpcctl show: attested (trusted) after $(since) s"; else not_ok "trustpcctl show: attested (trusted)" "$(ctl admin show "$DEV")"; fi
@@ -208,7 +209,8 @@ vm_start "$B3"
 serial_wait "$B3" '^trustpc: personal volume unlocked by the TPM' "boot 3: the TPM unlocks again without a key"
 serial_wait "$B3" '^trustpc: booted ' "boot 3: booted"
 serial_lacks "$B3" 'enter the recovery key' "boot 3: no recovery prompt"
-echo "# boot 3: $(grep -a '^trustpc: systemd-analyze' "$B3" | tail -n1)"
+poll_until 60 _serial_has "$B3" '^trustpc: systemd-analyze' || true
+echo "# boot 3: $(tr -d '\r' <"$B3" | grep -a '^trustpc: systemd-analyze' | tail -n1)"
 poll_until 120 show_has '^State: +trusted' && ok "boot 3: attested" || not_ok "boot 3: attested" "$(ctl admin show "$DEV")"
 wipe_id=$(queue wipe "$DEV" --class corporate)
 assert_match '^[0-9a-f]{32}' "$wipe_id" "helpdesk wipe --class corporate queued"
@@ -225,4 +227,10 @@ assert_eq "$personal" "$(serial_value "$B4" '^trustpc-test: personal file: (.*)'
 assert_match '^none' "$(serial_value "$B4" '^trustpc-test: corporate file: (.*)')" "boot 4: no corporate file"
 poll_until 120 show_has '^State: +trusted' && ok "boot 4: attested" || not_ok "boot 4: attested" "$(ctl admin show "$DEV")"
 vm_stop
+
+# The spent token is off the ESP; the rest of provision.conf stays.
+esp_off=$(_vm_part_start "$DISK" esp)
+mtype -i "$DISK@@$esp_off" ::/trustpc/provision.conf >"$T/provision.after"
+assert_file_contains "$T/provision.after" '^server_name = trustpc-server' "provision.conf still on the ESP"
+if grep -q 'token' "$T/provision.after"; then not_ok "the enrollment token was removed from the ESP" "$(cat "$T/provision.after")"; else ok "the enrollment token was removed from the ESP"; fi
 test_done
