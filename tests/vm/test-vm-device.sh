@@ -7,7 +7,8 @@
 #   boot 1   first boot: provision.conf on the ESP → enrolled, personal + corporate created and
 #            sealed, reboot → the TPM unlocks personal, trustpcd attested (trustpcctl show), the
 #            recovery key escrowed; PCR 11 in the guest = pcr11.json predicted by the build
-#   lock     helpdesk lock → logind's Lock signal for the test session on the console → power cycle
+#   lock     helpdesk lock --poweroff → logind's Lock signal for the test session on the console,
+#            the signed result at the server, then the guest powers itself off
 #   boot 2   the initrd: "disk locked by your organisation", a wrong key refused, the escrowed
 #            recovery key (trustpcctl recovery-key) typed on the serial console → boots; helpdesk
 #            unlock → done (the new epoch's policy stored in the token)
@@ -175,11 +176,16 @@ poll_until 120 show_has '^Recovery key: +escrowed' && ok "trustpcctl show: recov
 # PCR 7 (Secure Boot state) is the fleet's, read here from the first device; PCR 11 is kept.
 EXPECT_NAME="image register with the device's PCR 7" expect_ok ctl admin image register "$IMG_DIR/pcr11.json" vm-test --pcr 7="$pcr7"
 
-# ---- lock: the session is locked, then the power goes --------------------------------------------
-lock_id=$(queue lock "$DEV" --reason "reported stolen (vm test)")
-assert_match '^[0-9a-f]{32}' "$lock_id" "helpdesk lock queued"
+# ---- lock --poweroff: the session is locked, the result reaches the server, then the machine ------
+# powers itself off (trustpcd's executor starts poweroff.target: the disk key leaves memory)
+lock_id=$(queue lock "$DEV" --reason "reported stolen (vm test)" --poweroff)
+assert_match '^[0-9a-f]{32}' "$lock_id" "helpdesk lock --poweroff queued"
 serial_wait "$B1" '^trustpc-test: logind Lock /org/freedesktop/login1/session/' "lock: logind locked the employee's session"
 poll_until 60 cmd_done "$lock_id" && ok "lock: done (signed result)" || not_ok "lock: done" "$(ctl admin commands "$DEV")"
+serial_wait "$B1" 'reboot: Power down' "lock --poweroff: the guest powered itself off (kernel: reboot: Power down)" "$from"
+vm_gone() { ! kill -0 "$VM_PID" 2>/dev/null; }
+poll_until 120 vm_gone && ok "lock --poweroff: QEMU ended on its own (the machine is off)" ||
+	not_ok "lock --poweroff: QEMU ended on its own" "$(tail -n 20 "$B1")"
 vm_stop
 
 # ---- boot 2: the initrd refuses; the recovery key on the console ---------------------------------
