@@ -72,30 +72,10 @@ heartbeat = 86400
 max_connections = $((KMAX + 64))
 CONF
 
-notify_sock="$TRUSTPC_TEST_TMP/notify.sock"
-notify_log="$TRUSTPC_TEST_TMP/notify.log"
-: >"$notify_log"
-python3 - "$notify_sock" "$notify_log" <<'PY' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-while True:
-    data = s.recv(65536)
-    with open(sys.argv[2], "a") as f:
-        f.write(data.decode(errors="replace") + "\n")
-PY
-cleanup_push "kill $! 2>/dev/null"
-poll_until 10 test -S "$notify_sock"
-server_ready() { grep -q '^READY=1$' "$notify_log"; }
-NOTIFY_SOCKET="$notify_sock" "$server" run --state-dir "$S" --config "$S/bench.conf" \
-	--enroll-port 0 --device-port 0 --admin-port 0 2>"$TRUSTPC_TEST_TMP/server.log" &
-server_pid=$!
-cleanup_push "kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null"
-poll_until 15 server_ready || { cat "$TRUSTPC_TEST_TMP/server.log" >&2; exit 1; }
-[[ "$(grep '^STATUS=Listening' "$notify_log" | tail -n1)" =~ enroll\ ([0-9]+),\ device\ ([0-9]+),\ admin\ ([0-9]+) ]]
-enroll_port=${BASH_REMATCH[1]}
-device_port=${BASH_REMATCH[2]}
-admin_port=${BASH_REMATCH[3]}
+# shellcheck source=tests/integration/test-server-common.sh
+source "$here/../tests/integration/test-server-common.sh"
+server_start "$S" --config "$S/bench.conf"
+server_pid=$SERVER_PID enroll_port=$ENROLL_PORT device_port=$DEVICE_PORT admin_port=$ADMIN_PORT
 
 missing=$("$load" missing --state "$D" -k "$KMAX")
 if ((missing > 0)); then
@@ -108,10 +88,14 @@ if ((missing > 0)); then
 		--tokens "$TRUSTPC_TEST_TMP/tokens" --events "$EVENTS"
 	echo "# enrolled in $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)") s"
 fi
+# The server's exit status: 0 after SIGTERM unless it failed.
+server_stopped() {
+	server_stop
+	if ((SERVER_RC == 0)); then ok "trustpc-server stopped cleanly"; else not_ok "trustpc-server stopped cleanly" "exit $SERVER_RC"; fi
+}
 if [[ "${BENCH_ENROLL_ONLY:-0}" != 0 ]]; then
-	kill "$server_pid"
-	wait "$server_pid" || { echo "# trustpc-server exited with $?" >&2; exit 1; }
-	exit 0
+	server_stopped
+	test_done
 fi
 
 export TRUSTPC_SERVER="localhost:$admin_port" TRUSTPC_CA="$S/ca.pem"
@@ -298,5 +282,5 @@ EOF
 	wait "$serve_pid" || { echo "# load-devices serve exited with $?" >&2; exit 1; }
 	tail -n1 "$serve_log" | sed 's/^/# load-devices: /'
 done
-kill "$server_pid"
-wait "$server_pid" || { echo "# trustpc-server exited with $?" >&2; exit 1; }
+server_stopped
+test_done
