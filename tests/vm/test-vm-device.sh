@@ -14,105 +14,36 @@
 #            unlock → done (the new epoch's policy stored in the token)
 #   boot 3   the TPM unlocks without a key; helpdesk wipe --class corporate → done
 #   boot 4   "corporate volume erased", the personal file written on boot 1 intact, attested again
+#   boot 5   a UKI re-signed with the fleet key but with "init=/bin/sh" in its cmdline:
+#            it boots (Secure Boot is satisfied), PCR 11 differs, the TPM refuses, the initrd says
+#            so and asks for the recovery key; boot 6: the fleet's UKI back, the TPM unlocks again
 #
 # The image: TRUSTPC_VM_IMAGE_DEVICE (trustpc.img + pcr11.json of a build with
 # TRUSTPC_IMAGE_TEST_SESSION=1), else built (or reused) in $TRUSTPC_BUILD_ROOT/vm-image-device.
 # Skipped unless TRUSTPC_VM_TESTS=1 and root (tests/vm/lib-vm.sh).
-# Waits are bounded by TRUSTPC_VM_BOOT_TIMEOUT (default 900 s per step under TCG).
+# Waits are bounded by TRUSTPC_VM_BOOT_TIMEOUT (default 900 s per step under TCG). The server,
+# the provisioning and the VM helpers: tests/vm/lib-vm-device.sh (shared with tools/demo --vm).
 set -euo pipefail
 source "$TRUSTPC_SOURCE_ROOT/tests/vm/lib-vm.sh"
 vm_require
 S=$TRUSTPC_SOURCE_ROOT
 source "$S/tests/integration/test-server-common.sh"
-require_cmd curl
-CTL=$(find_binary trustpcctl)
-[[ -n "$CTL" ]] || { not_ok "trustpcctl is built"; exit 1; }
+source "$S/tests/vm/lib-vm-device.sh"
+require_cmd curl openssl sbsign sbverify objcopy mcopy
 T=$TRUSTPC_TEST_TMP
-WAIT=${TRUSTPC_VM_BOOT_TIMEOUT:-900}
 
-# ---- the image: the test variant (a logind session, Lock signals on the console) ----------------
-IMG_DIR=${TRUSTPC_VM_IMAGE_DEVICE:-$TRUSTPC_BUILD_ROOT/vm-image-device}
-mkdir -p "$IMG_DIR"
-exec {img_lock}>"$IMG_DIR.lock"
-flock "$img_lock"
-if [[ -z "${TRUSTPC_VM_IMAGE_DEVICE:-}" ]] && _vm_image_stale "$IMG_DIR"; then
-	echo "# building the test image into $IMG_DIR (TRUSTPC_IMAGE_TEST_SESSION=1)" >&2
-	rm -f "$IMG_DIR/manifest"
-	TRUSTPC_IMAGE_TEST_SESSION=1 "$S/image/trustpc-image" build --out "$IMG_DIR" --build-root "$TRUSTPC_BUILD_ROOT" \
-		--cache "${TRUSTPC_IMAGE_CACHE:-/var/cache/trustpc-image}" >"$IMG_DIR.build.log" 2>&1 ||
-		{ flock -u "$img_lock"; not_ok "the test image builds" "$(tail -n 30 "$IMG_DIR.build.log")"; exit 1; }
-fi
-flock -u "$img_lock"
-[[ -f "$IMG_DIR/pcr11.json" ]] || { not_ok "the image has pcr11.json"; exit 1; }
-DISK=$T/disk.img
-cp --sparse=always "$IMG_DIR/trustpc.img" "$DISK"
-
-# ---- the machine's TPM, manufactured the way run-vm does it, so the server can trust its CA ------
-VMTPM=$T/vmtpm
-(SWTPM_ROOT=$VMTPM && source "$S/tests/lib/swtpm.sh" && SWTPM_ROOT=$VMTPM && swtpm_start vm >/dev/null && swtpm_stop vm) ||
-	{ not_ok "manufacture the VM's TPM"; exit 1; }
-TPM_CA=$VMTPM/ca/ca-bundle.pem
-[[ -f "$TPM_CA" ]] || { not_ok "the VM's TPM CA is at $TPM_CA"; exit 1; }
-
-# ---- the server: its certificate names trustpc-server, the guest reaches it as 10.0.2.100 ---------
-st=$T/server
-server_init "$st" --hostname trustpc-server
-for role in admin helpdesk; do
-	(umask 077 && "$SERVER_BIN" operator add "op-$role" --role "$role" --state-dir "$st" >"$T/$role.token")
-done
-printf 'heartbeat = 5\n' >"$T/server.conf"
-server_start "$st" --tpm-ca "$TPM_CA" --config "$T/server.conf"
-# trustpcctl checks the certificate's name, trustpc-server: it runs in a private mount namespace
-# whose /etc/hosts maps that name to the loopback (the host's own file is not touched).
-printf '127.0.0.1\tlocalhost trustpc-server\n' >"$T/hosts"
-export TRUSTPC_SERVER="trustpc-server:$ADMIN_PORT" TRUSTPC_CA="$st/ca.pem"
-ctl() {
-	local role=$1
-	shift
-	unshare -m sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' sh "$T/hosts" \
-		"$CTL" --token-file "$T/$role.token" "$@"
-}
-
-EXPECT_NAME="image register pcr11.json (PCR 11 only before the first device)" \
-	expect_ok ctl admin image register "$IMG_DIR/pcr11.json" vm-test
+# The test variant of the image (a logind session on the console, its Lock signals printed), a
+# server trusting the VM's TPM CA, provision.conf + the server's CA on the ESP (mtools, no mount).
+vmdev_image || { not_ok "the test image"; exit 1; }
+vmdev_server || { not_ok "the server for the VM"; exit 1; }
+EXPECT_NAME="image register pcr11.json (PCR 11 only before the first device), token, provision.conf on the ESP" \
+	expect_ok vmdev_provision vm-test
 H11=$(jq -r '[.sha256[] | select(has("phase") | not) | .hash][0]' "$IMG_DIR/pcr11.json")
-token=$(ctl admin token create --image vm-test --ttl 2h | grep -oE 'tpe_[A-Za-z0-9_-]+' | head -n1)
-assert_match '^tpe_' "$token" "an enrollment token for image vm-test"
 
-# ---- provisioning on the ESP (mtools at the ESP's offset; nothing mounted) -------------------------
-cat >"$T/provision.conf" <<EOF
-server_name = trustpc-server
-server_address = 10.0.2.100
-enroll_port = $ENROLL_PORT
-device_port = $DEVICE_PORT
-token = $token
-EOF
-expect_ok vm_esp_put "$DISK" "$T/provision.conf" /trustpc/provision.conf
-expect_ok vm_esp_put "$DISK" "$st/ca.pem" /trustpc/ca.pem
-
-# ---- the VM: run-vm in the background; each "boot" is one run (power on → power off) --------------
-VM_PID=
-vm_start() { # vm_start LOG [run-vm options]
-	local log=$1
-	shift
-	: >"$log"
-	"$S/image/run-vm" "$DISK" --tpm-state "$VMTPM" --serial "$log" --serial-sock "$T/console.sock" \
-		--server-port "$ENROLL_PORT" --server-port "$DEVICE_PORT" --timeout $((WAIT * 3)) "$@" \
-		>>"$T/run-vm.log" 2>&1 &
-	VM_PID=$!
-	cleanup_push "kill -TERM $VM_PID 2>/dev/null; wait $VM_PID 2>/dev/null"
-	VM_T0=$(date +%s.%N)
-}
-vm_stop() { # power off (run-vm's trap stops QEMU and swtpm)
-	kill -TERM "$VM_PID" 2>/dev/null || true
-	poll_until 60 eval "! kill -0 $VM_PID 2>/dev/null" || kill -KILL "$VM_PID" 2>/dev/null
-	wait "$VM_PID" 2>/dev/null || true
-}
 # serial_wait LOG REGEX NAME [FROM-LINE]: ok once REGEX is in LOG (from line FROM-LINE on; bounded),
 # not_ok with the log's tail otherwise.
-_serial_has() { tail -n "+${3:-1}" "$1" | grep -qaE -- "$2"; }
 serial_wait() {
-	if poll_until "$WAIT" _serial_has "$1" "$2" "${4:-1}"; then
+	if vm_wait "$1" "$2" "${4:-1}"; then
 		ok "$3"
 	else
 		not_ok "$3" "$(tail -n 40 "$1")"
@@ -121,34 +52,6 @@ serial_wait() {
 }
 serial_lacks() {
 	if grep -qaE -- "$2" "$1"; then not_ok "$3" "$(grep -aE -- "$2" "$1")"; else ok "$3"; fi
-}
-serial_value() { tr -d '\r' <"$1" | grep -aoE -- "$2" | tail -n 1 | sed -E "s/$2/\\1/"; }
-since() { awk -v a="$VM_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }'; }
-# console_type LOG TEXT: types TEXT and Enter on the serial console one byte at a time, each byte
-# after the guest echoed the previous one into LOG (bounded). image/vm-type writes the whole line
-# at once and QEMU's UART keeps only what fits its FIFO: a 64-letter key arrived as 8 letters.
-console_type() {
-	python3 - "$T/console.sock" "$1" "$2" <<-'PY'
-		import os, socket, sys, time
-		sock_path, log, text = sys.argv[1], sys.argv[2], sys.argv[3]
-		s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-		s.connect(sock_path)
-		for ch in text:
-		    size = os.path.getsize(log)
-		    s.sendall(ch.encode())
-		    deadline = time.monotonic() + 20
-		    while os.path.getsize(log) <= size:
-		        if time.monotonic() > deadline:
-		            sys.exit("no echo of %r within 20 s" % ch)
-		        time.sleep(0.02)
-		s.sendall(b"\r")
-		s.close()
-	PY
-}
-show_has() { ctl admin show "$DEV" | grep -qE "$1"; }
-cmd_done() { [[ "$(ctl admin --json commands "$DEV" | jq -r --arg id "$1" '.[] | select(.id == $id) | .state')" == "done" ]]; }
-queue() { # queue VERB ARGS…: the command's id
-	ctl helpdesk --json "$@" | jq -r '.[0].id // .id'
 }
 
 # ---- boot 1: first boot, then the reboot into the sealed volumes ---------------------------------
@@ -183,7 +86,6 @@ assert_match '^[0-9a-f]{32}' "$lock_id" "helpdesk lock --poweroff queued"
 serial_wait "$B1" '^trustpc-test: logind Lock /org/freedesktop/login1/session/' "lock: logind locked the employee's session"
 poll_until 60 cmd_done "$lock_id" && ok "lock: done (signed result)" || not_ok "lock: done" "$(ctl admin commands "$DEV")"
 serial_wait "$B1" 'reboot: Power down' "lock --poweroff: the guest powered itself off (kernel: reboot: Power down)" "$from"
-vm_gone() { ! kill -0 "$VM_PID" 2>/dev/null; }
 poll_until 120 vm_gone && ok "lock --poweroff: QEMU ended on its own (the machine is off)" ||
 	not_ok "lock --poweroff: QEMU ended on its own" "$(tail -n 20 "$B1")"
 vm_stop
@@ -234,8 +136,45 @@ assert_match '^none' "$(serial_value "$B4" '^trustpc-test: corporate file: (.*)'
 poll_until 120 show_has '^State: +trusted' && ok "boot 4: attested" || not_ok "boot 4: attested" "$(ctl admin show "$DEV")"
 vm_stop
 
-# The spent token is off the ESP; the rest of provision.conf stays.
+# ---- boot 5: a UKI signed with the fleet's key but with another cmdline -------------------------
+# ("init=/bin/sh", an attacker's signed image asking for a root shell): the firmware boots it, PCR 11
+# differs from the registered image's, so the TPM refuses the signed policy and the initrd asks for
+# the recovery key. (objcopy cannot grow a PE section: the new cmdline has the old one's length.)
+uki_dir=$T/uki-cmdline
+mkdir -p "$uki_dir"
+objcopy --dump-section .cmdline="$uki_dir/cmdline" "$IMG_DIR/work/uki-unsigned.efi" "$uki_dir/scratch.efi"
+sed 's|console=tty0 |init=/bin/sh |' "$uki_dir/cmdline" >"$uki_dir/cmdline.new"
+assert_eq "$(wc -c <"$uki_dir/cmdline")" "$(wc -c <"$uki_dir/cmdline.new")" "the changed cmdline has the old one's length"
+objcopy --update-section .cmdline="$uki_dir/cmdline.new" "$IMG_DIR/work/uki-unsigned.efi" "$uki_dir/changed.efi"
+objcopy --dump-section .cmdline="$uki_dir/cmdline.check" "$uki_dir/changed.efi" "$uki_dir/scratch.efi"
+assert_file_contains "$uki_dir/cmdline.check" '^init=/bin/sh console=ttyS0' "the re-built UKI carries the changed cmdline"
+openssl pkey -in /usr/share/ovmf/PkKek-1-snakeoil.key -passin pass:snakeoil -out "$uki_dir/key.pem"
+sbsign --key "$uki_dir/key.pem" --cert /usr/share/ovmf/PkKek-1-snakeoil.pem --output "$uki_dir/changed-signed.efi" \
+	"$uki_dir/changed.efi" 2>/dev/null
+expect_ok sbverify --cert /usr/share/ovmf/PkKek-1-snakeoil.pem "$uki_dir/changed-signed.efi"
 esp_off=$(_vm_part_start "$DISK" esp)
+mcopy -n -i "$DISK@@$esp_off" ::/EFI/BOOT/BOOTX64.EFI "$uki_dir/original.efi"
+assert_eq "$(sha256sum <"$IMG_DIR/uki.efi")" "$(sha256sum <"$uki_dir/original.efi")" "the ESP holds the built UKI before the change"
+expect_ok vm_esp_put "$DISK" "$uki_dir/changed-signed.efi" /EFI/BOOT/BOOTX64.EFI
+B5=$T/boot5.log
+vm_start "$B5"
+serial_wait "$B5" 'Command line: init=/bin/sh ' "boot 5: the firmware started the re-signed UKI (its cmdline in the kernel's log)"
+serial_wait "$B5" '^trustpc: disk refused: this boot is not the one the disk was sealed for' \
+	"boot 5: the TPM refuses: not the boot the disk was sealed for (PCR 11)"
+echo "# $(tr -d '\r' <"$B5" | grep -a '^trustpc: disk refused' | tail -n1)"
+serial_wait "$B5" '^trustpc: enter the recovery key' "boot 5: asks for the recovery key"
+serial_lacks "$B5" '^trustpc: personal volume unlocked' "boot 5: personal not unlocked"
+serial_lacks "$B5" '^trustpc: corporate volume opened' "boot 5: corporate not opened"
+vm_stop
+# Nothing changed on the disk or in the TPM: the fleet's UKI unlocks again without a key.
+expect_ok vm_esp_put "$DISK" "$uki_dir/original.efi" /EFI/BOOT/BOOTX64.EFI
+B6=$T/boot6.log
+vm_start "$B6"
+serial_wait "$B6" '^trustpc: personal volume unlocked by the TPM' "boot 6: the fleet's UKI back: the TPM unlocks personal again"
+serial_lacks "$B6" 'enter the recovery key' "boot 6: no recovery prompt"
+vm_stop
+
+# The spent token is off the ESP; the rest of provision.conf stays.
 mtype -i "$DISK@@$esp_off" ::/trustpc/provision.conf >"$T/provision.after"
 assert_file_contains "$T/provision.after" '^server_name = trustpc-server' "provision.conf still on the ESP"
 if grep -q 'token' "$T/provision.after"; then not_ok "the enrollment token was removed from the ESP" "$(cat "$T/provision.after")"; else ok "the enrollment token was removed from the ESP"; fi
