@@ -10,7 +10,8 @@
 #     value the build predicted (pcr11.json, no phase) is the one in PCR 11 both when the initrd
 #     unseals the disk and when trustpcd attests
 #   - with TRUSTPC_IMAGE_TEST_SESSION=1 only: user 'employee' with a logind session and a console
-#     printer of logind's Lock signals (tests/vm/test-vm-device.sh)
+#     printer of logind's Lock signals (tests/vm/test-vm-device.sh); the bench's systemd-cryptenroll
+#     unit (bench/bench-image-unlock.sh; idle unless bench-unlock.conf is on the ESP)
 set -euo pipefail
 : "${ROOTFS:?ROOTFS must name the rootfs tree}"
 G=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,4 +52,13 @@ if [[ "${TRUSTPC_IMAGE_TEST_SESSION:-0}" == 1 ]]; then
 		install -D -m 0644 "$G/test/$s" "$U/$s"
 		chroot "$R" systemctl enable "$s" >/dev/null 2>&1
 	done
+	# bench/bench-image-unlock.sh: systemd's own TPM2 token enrolled next to ours (the unit runs
+	# only when the initrd's bench hook, image/guest/test/initrd.d, found bench-unlock.conf on the ESP).
+	chroot "$R" sh -c 'command -v systemd-cryptenroll' >/dev/null || {
+		echo "50-trustpc-guest: systemd-cryptenroll is not in the image (package systemd)" >&2
+		exit 1
+	}
+	install -D -m 0755 "$G/test/trustpc-bench-enroll" "$R/usr/lib/trustpc/trustpc-bench-enroll"
+	install -D -m 0644 "$G/test/trustpc-bench-enroll.service" "$U/trustpc-bench-enroll.service"
+	chroot "$R" systemctl enable trustpc-bench-enroll.service >/dev/null 2>&1
 fi
