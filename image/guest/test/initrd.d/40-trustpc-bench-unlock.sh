@@ -56,9 +56,9 @@ tpb_main() {
 	fi
 	tpb_keyslots "$p" | sed 's/^/trustpc-bench: /'
 	n=$(sed -n 's/^[[:space:]]*repeat[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$TPB_CONF" | tail -n 1)
-	# systemd-cryptsetup (252) also tries every token libcryptsetup has a plugin for: ours would
-	# unseal and extend PCR 15, and our one unlock of the boot below would be refused. Our plugin
-	# is out of libcryptsetup's directory while systemd's unlocks run (the initrd is a ramfs).
+	# systemd-cryptsetup attach (252) reaches our token too through libcryptsetup's plugins: with
+	# our plugin in place PCR 15 was extended and our one unlock of the boot below was refused.
+	# Our plugin is out of libcryptsetup's directory while systemd's unlocks run (a ramfs).
 	mkdir -p /tmp/trustpc-bench
 	mv "$TPB_PLUGIN" /tmp/trustpc-bench/ 2>/dev/null
 	tpb_say "pcr15 before systemd's unlocks: $(tpb_pcr15)"
