@@ -89,7 +89,8 @@ now_ms() {
 }
 
 # poll_until SECONDS CMD [ARGS…]: runs CMD until it exits 0. Returns 1 after SECONDS.
-# The pause between attempts is a poll interval, not a wait for something to happen.
+# The pause between attempts (POLL_INTERVAL, default 0.02 s) is a poll interval, not a wait for
+# something to happen.
 poll_until() {
 	local limit=$1 deadline
 	shift
@@ -97,7 +98,7 @@ poll_until() {
 	while :; do
 		"$@" && return 0
 		(($(now_ms) >= deadline)) && return 1
-		sleep 0.02
+		sleep "${POLL_INTERVAL:-0.02}"
 	done
 }
 

@@ -23,6 +23,9 @@
 #                              command's id
 
 VMDEV_WAIT=${TRUSTPC_VM_BOOT_TIMEOUT:-900}
+# Waits here are for boots of minutes, and a check may start trustpcctl (a TLS handshake): poll
+# every 0.25 s, not every 20 ms, so that the checks do not take CPU from the emulated guest.
+POLL_INTERVAL=${POLL_INTERVAL:-0.25}
 
 vmdev_image() {
 	local s=$TRUSTPC_SOURCE_ROOT lock
