@@ -28,24 +28,8 @@ VMDEV_WAIT=${TRUSTPC_VM_BOOT_TIMEOUT:-900}
 POLL_INTERVAL=${POLL_INTERVAL:-0.25}
 
 vmdev_image() {
-	local s=$TRUSTPC_SOURCE_ROOT lock
-	IMG_DIR=${TRUSTPC_VM_IMAGE_DEVICE:-$TRUSTPC_BUILD_ROOT/vm-image-device}
-	mkdir -p "$IMG_DIR"
-	exec {lock}>"$IMG_DIR.lock"
-	flock "$lock"
-	if [[ -z "${TRUSTPC_VM_IMAGE_DEVICE:-}" ]] && _vm_image_stale "$IMG_DIR"; then
-		echo "# building the test image into $IMG_DIR (TRUSTPC_IMAGE_TEST_SESSION=1; log $IMG_DIR.build.log)" >&2
-		rm -f "$IMG_DIR/manifest"
-		if ! TRUSTPC_IMAGE_TEST_SESSION=1 "$s/image/trustpc-image" build --out "$IMG_DIR" \
-			--build-root "$TRUSTPC_BUILD_ROOT" --cache "${TRUSTPC_IMAGE_CACHE:-/var/cache/trustpc-image}" \
-			>"$IMG_DIR.build.log" 2>&1; then
-			flock -u "$lock"
-			tail -n 30 "$IMG_DIR.build.log" >&2
-			echo "the test image did not build (see $IMG_DIR.build.log)" >&2
-			return 1
-		fi
-	fi
-	flock -u "$lock"
+	TRUSTPC_IMAGE_TEST_SESSION=1 vm_image vm-image-device TRUSTPC_VM_IMAGE_DEVICE || return 1
+	IMG_DIR=$VM_IMAGE_DIR
 	[[ -f "$IMG_DIR/pcr11.json" ]] || { echo "no pcr11.json in $IMG_DIR" >&2; return 1; }
 	DISK=$TRUSTPC_TEST_TMP/disk.img
 	cp --sparse=always "$IMG_DIR/trustpc.img" "$DISK"

@@ -3,9 +3,10 @@
 # tests/vm/lib-vm.sh — the booted image under QEMU/TCG for the 'vm' suite (docs/IMAGE.md).
 #
 #   vm_require           skip (77) unless TRUSTPC_VM_TESTS=1, root and the image tools are there
-#   vm_image [NAME]      build the image once per build dir into <builddir>/NAME (default
+#   vm_image [NAME [VAR]]  build the image once per build dir into <builddir>/NAME (default
 #                        vm-image; a variant's build options come from the environment, e.g.
-#                        TRUSTPC_IMAGE_TEST_SESSION=1), or reuse it; export VM_IMAGE_DIR
+#                        TRUSTPC_IMAGE_TEST_SESSION=1), or reuse it, or use the built image named
+#                        by the variable VAR (default TRUSTPC_VM_IMAGE); export VM_IMAGE_DIR
 #                        (trustpc.img, uki.efi, roothash, pcr11.json, work/…) and VM_ROOTHASH
 #   vm_disk_copy NAME    a sparse copy of the image in the test's temp dir; prints its path
 #   vm_esp_put DISK FILE PATH     write FILE to the ESP of DISK at PATH (mtools, no mount)
@@ -45,13 +46,14 @@ _vm_image_stale() {
 }
 
 vm_image() {
-	local dir=${TRUSTPC_VM_IMAGE:-$TRUSTPC_BUILD_ROOT/${1:-vm-image}}
+	local override=${2:-TRUSTPC_VM_IMAGE} dir
+	dir=${!override:-$TRUSTPC_BUILD_ROOT/${1:-vm-image}}
 	mkdir -p "$dir"
 	# One build at a time per build dir, whatever runs the tests in parallel.
 	exec {_vm_lock}>"$dir.lock"
 	flock "$_vm_lock"
-	if [[ -z "${TRUSTPC_VM_IMAGE:-}" ]] && _vm_image_stale "$dir"; then
-		echo "# building the image into $dir" >&2
+	if [[ -z "${!override:-}" ]] && _vm_image_stale "$dir"; then
+		echo "# building the image into $dir (log $dir.build.log)" >&2
 		rm -f "$dir/manifest"
 		if ! "$TRUSTPC_SOURCE_ROOT/image/trustpc-image" build --out "$dir" \
 			--build-root "$TRUSTPC_BUILD_ROOT" --cache "${TRUSTPC_IMAGE_CACHE:-/var/cache/trustpc-image}" \
