@@ -192,28 +192,90 @@ static int store_exec(Store *s, const char *sql, const char *what)
 
 int store_txn_begin(Store *s, StoreTxn *ret)
 {
-	int r = store_exec(s, "BEGIN IMMEDIATE", "begin");
+	char sql[48];
+	int r;
+
+	if (s->batch_broken)
+		return -EIO; /* the batch's transaction is gone: nothing may be written into it */
+	if (s->txn_depth == 0)
+		r = store_exec(s, "BEGIN IMMEDIATE", "begin");
+	else {
+		/* Inside a batch: a savepoint, so that this step alone can be rolled back. */
+		snprintf(sql, sizeof(sql), "SAVEPOINT s%u", s->txn_depth);
+		r = store_exec(s, sql, "savepoint");
+	}
 	if (r < 0)
 		return r;
-	*ret = (StoreTxn){.store = s, .active = true};
+	*ret = (StoreTxn){.store = s, .active = true, .depth = ++s->txn_depth};
 	return 0;
 }
 
 int store_txn_commit(StoreTxn *t)
 {
-	int r = store_exec(t->store, "COMMIT", "commit");
+	Store *s = t->store;
+	char sql[48];
+	int r;
+
+	assert(t->depth == s->txn_depth);
+	if (s->batch_broken)
+		return -EIO;
+	if (t->depth == 1)
+		r = store_exec(s, "COMMIT", "commit");
+	else {
+		snprintf(sql, sizeof(sql), "RELEASE s%u", t->depth - 1);
+		r = store_exec(s, sql, "release savepoint");
+	}
 	if (r < 0)
 		return r; /* still active: the cleanup rolls back */
 	t->active = false;
+	s->txn_depth--;
 	return 0;
 }
 
 void store_txn_rollback(StoreTxn *t)
 {
+	Store *s = t->store;
+	char sql[80];
+
 	if (!t->active)
 		return;
-	(void)store_exec(t->store, "ROLLBACK", "rollback");
+	assert(t->depth == s->txn_depth);
 	t->active = false;
+	s->txn_depth--;
+	if (t->depth == 1) {
+		if (!sqlite3_get_autocommit(s->db))
+			(void)store_exec(s, "ROLLBACK", "rollback");
+		s->batch_broken = false;
+		return;
+	}
+	/* SQLite ends the whole transaction by itself after some errors (full disk, I/O): then
+	 * there is no savepoint to go back to, and the batch around this step is lost too. */
+	if (sqlite3_get_autocommit(s->db)) {
+		s->batch_broken = true;
+		return;
+	}
+	snprintf(sql, sizeof(sql), "ROLLBACK TO s%u; RELEASE s%u", t->depth - 1, t->depth - 1);
+	if (store_exec(s, sql, "rollback to savepoint") < 0)
+		s->batch_broken = true;
+}
+
+int store_batch_begin(Store *s)
+{
+	if (s->txn_depth != 0)
+		return -EBUSY; /* batches do not nest */
+	return store_txn_begin(s, &s->batch);
+}
+
+int store_batch_commit(Store *s)
+{
+	if (!s->batch.active)
+		return -EINVAL;
+	return store_txn_commit(&s->batch);
+}
+
+void store_batch_abort(Store *s)
+{
+	store_txn_rollback(&s->batch);
 }
 
 int store_column_strdup(sqlite3_stmt *st, int col, char **ret)

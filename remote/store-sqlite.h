@@ -16,11 +16,25 @@ typedef struct StoreStmt {
 	sqlite3_stmt *stmt;
 } StoreStmt;
 
+/* Write transactions are BEGIN IMMEDIATE: the write lock is taken up front, so two writers
+ * never both read a state and then one fails to upgrade (that failure would bypass
+ * busy_timeout). A StoreTxn not committed by scope exit is rolled back. Inside a batch
+ * (store_batch_begin, store.h) a StoreTxn is a SAVEPOINT: its commit only releases it (the
+ * batch's commit makes it durable), its rollback undoes that step alone. */
+typedef struct StoreTxn {
+	Store *store;
+	bool active;
+	unsigned depth;
+} StoreTxn;
+
 struct Store {
 	sqlite3 *db;
 	time_t now_override;
 	StoreStmt stmts[STORE_STMT_CACHE_MAX];
 	size_t n_stmts;
+	unsigned txn_depth; /* open StoreTxn levels: 1 = the transaction, more = savepoints */
+	bool batch_broken;  /* SQLite ended the batch's transaction under a savepoint */
+	StoreTxn batch;	    /* store_batch_begin's transaction */
 };
 
 time_t store_now(const Store *s);
@@ -51,13 +65,6 @@ int store_query_one(Store *s, const char *sql, const char *key, const char *what
 /* Runs a statement that returns no rows to completion. */
 int store_step_done(Store *s, sqlite3_stmt *st, const char *what);
 
-/* Write transactions are BEGIN IMMEDIATE: the write lock is taken up front, so two writers
- * never both read a state and then one fails to upgrade (that failure would bypass
- * busy_timeout). A StoreTxn not committed by scope exit is rolled back. */
-typedef struct StoreTxn {
-	Store *store;
-	bool active;
-} StoreTxn;
 int store_txn_begin(Store *s, StoreTxn *ret);
 int store_txn_commit(StoreTxn *t);
 void store_txn_rollback(StoreTxn *t);

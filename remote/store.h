@@ -24,6 +24,16 @@ static inline void store_closep(Store **s)
 bool store_device_id_valid(const char *id);
 /* Image and operator names: 1..64 of [A-Za-z0-9._@-]. */
 bool store_name_valid(const char *name);
+/* A batch: many writes in one transaction, made durable by one commit (one fsync) instead of one
+ * each; the server queues a fleet command and records a burst of command results this way. Every
+ * store_* write inside it runs as a savepoint: a write that fails is undone alone and the batch
+ * goes on. Until store_batch_commit returns 0 nothing in it is durable, so nothing written in it
+ * may be reported to a device or an operator before. -EBUSY: a transaction is already open
+ * (batches do not nest). store_batch_abort rolls an open batch back (no-op otherwise); a batch
+ * whose transaction SQLite ended (I/O error, full disk) fails every later write and its commit. */
+int store_batch_begin(Store *s);
+int store_batch_commit(Store *s);
+void store_batch_abort(Store *s);
 /* Tests only: the clock the store uses for created/expiry/audit times (0 = time(NULL)). */
 void store_set_now(Store *s, time_t now);
 

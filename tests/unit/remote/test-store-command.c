@@ -181,6 +181,54 @@ static void test_enqueue_seq(void **state)
 			 1);
 }
 
+/* A batch (a fleet command): the refused steps inside it are undone alone, nothing is visible to
+ * another connection before the commit, one commit makes it all durable; an aborted batch leaves
+ * nothing, not even a used seq. */
+static void test_batch(void **state)
+{
+	_cleanup_(store_closep) Store *s = open_store();
+	CommandRecord c = {};
+	int64_t audits;
+
+	add_device(s, ID_A);
+	add_device(s, ID_B);
+	audits = sql_int("SELECT count(*) FROM audit");
+
+	assert_int_equal(store_batch_begin(s), 0);
+	assert_int_equal(store_batch_begin(s), -EBUSY); /* no nesting */
+	assert_int_equal(enqueue(s, ID_A, 1, "lock", &c), 0);
+	assert_int_equal(c.seq, 1);
+	command_record_done(&c);
+	assert_int_equal(enqueue(s, ID_UNKNOWN, 2, "lock", NULL), -ENOENT); /* refused inside */
+	assert_int_equal(enqueue(s, ID_A, 1, "lock", NULL), -EEXIST);	     /* id taken inside */
+	assert_int_equal(enqueue(s, ID_B, 3, "lock", &c), 0);
+	assert_int_equal(c.seq, 1);
+	command_record_done(&c);
+	assert_int_equal(enqueue(s, ID_A, 4, "lock", &c), 0);
+	assert_int_equal(c.seq, 2); /* the refused step used no seq */
+	command_record_done(&c);
+	/* Another connection sees nothing yet. */
+	assert_int_equal(sql_int("SELECT count(*) FROM commands"), 0);
+	assert_int_equal(store_batch_commit(s), 0);
+	assert_int_equal(sql_int("SELECT count(*) FROM commands"), 3);
+	assert_int_equal(sql_int("SELECT count(*) FROM audit"), audits + 3);
+	assert_int_equal(store_batch_commit(s), -EINVAL); /* none open */
+
+	/* Aborted: nothing stays, the seqs are free again. */
+	assert_int_equal(store_batch_begin(s), 0);
+	assert_int_equal(enqueue(s, ID_A, 5, "unlock", &c), 0);
+	assert_int_equal(c.seq, 3);
+	command_record_done(&c);
+	store_batch_abort(s);
+	store_batch_abort(s); /* a no-op now */
+	assert_int_equal(sql_int("SELECT count(*) FROM commands"), 3);
+	assert_int_equal(sql_int("SELECT count(*) FROM audit"), audits + 3);
+	assert_int_equal(enqueue(s, ID_A, 6, "unlock", &c), 0); /* outside a batch: committed at once */
+	assert_int_equal(c.seq, 3);
+	command_record_done(&c);
+	assert_int_equal(sql_int("SELECT count(*) FROM commands"), 4);
+}
+
 /* 4 processes × 25 commands for one device: 100 distinct seqs 1..100 (BEGIN IMMEDIATE). */
 static void test_enqueue_race(void **state)
 {
@@ -334,6 +382,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_enqueue_seq, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_enqueue_race, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_life_cycle, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
