@@ -191,8 +191,6 @@ static int issue_one(ApiCall *c, const CommandSpec *spec, const char *device_id,
 	case 0:
 		log_info("Operator %s queued %s command %s (seq %" PRIu64 ") for device %s.", c->operator,
 			 ret->type, ret->id, ret->seq, device_id);
-		if (c->ctx->command_queued)
-			c->ctx->command_queued(c->ctx->userdata, device_id);
 		return 0;
 	case -ENOENT:
 		*err = (IssueError){404, "unknown-device", "No such device is enrolled."};
@@ -210,6 +208,13 @@ static int issue_one(ApiCall *c, const CommandSpec *spec, const char *device_id,
 	default:
 		return r;
 	}
+}
+
+/* Committed: deliver it now if its device is connected and attested. */
+static void command_queued(ApiCall *c, const char *device_id)
+{
+	if (c->ctx->command_queued)
+		c->ctx->command_queued(c->ctx->userdata, device_id);
 }
 
 static int commands_available(ApiCall *c)
@@ -252,8 +257,70 @@ int api_device_command(ApiCall *c)
 		return answer_error(c, err.status, err.code, "%s", err.message);
 	if (r < 0)
 		return answer_internal(c, r, "queueing the command");
+	command_queued(c, rec.device_id);
 	j = command_json(&rec);
 	return answer_json(c, 202, j);
+}
+
+/* A fleet command is queued in slices of FLEET_SLICE devices, each slice one store batch: one
+ * commit (one fsync) for its commands and audit rows instead of one each, and the commands are
+ * delivered only after that commit. The deliveries' "delivered" marks are a second batch. */
+#define FLEET_SLICE 256
+
+static int fleet_slice(ApiCall *c, const CommandSpec *spec, json_t *list, const DeviceRecord *devs,
+		       size_t from, size_t to, json_t *out)
+{
+	const char *queued[FLEET_SLICE];
+	_cleanup_json_ json_t *items = json_array();
+	size_t n_queued = 0;
+	int r;
+
+	if (!items)
+		return -ENOMEM;
+	r = store_batch_begin(c->ctx->store);
+	if (r < 0)
+		return r;
+	for (size_t i = from; i < to; i++) {
+		_cleanup_(command_record_done) CommandRecord rec = {};
+		const char *id = list ? json_string_value(json_array_get(list, i)) : devs[i].device_id;
+		IssueError err = {};
+		json_t *item;
+
+		r = issue_one(c, spec, id, &rec, &err);
+		if (r >= 0) {
+			item = command_json(&rec);
+			queued[n_queued++] = id;
+		} else if (err.status) {
+			/* Reported per device: the others are queued and stay queued. */
+			item = json_pack("{s:s,s:s,s:s}", "device_id", id, "error", err.code, "message",
+					 err.message);
+			r = 0;
+		} else
+			break;
+		if (!item || json_array_append_new(items, item) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+	}
+	if (r >= 0)
+		r = store_batch_commit(c->ctx->store);
+	if (r < 0) {
+		store_batch_abort(c->ctx->store); /* none of this slice was queued */
+		return r;
+	}
+	if (n_queued > 0) {
+		bool batch = store_batch_begin(c->ctx->store) >= 0;
+		for (size_t k = 0; k < n_queued; k++)
+			command_queued(c, queued[k]);
+		if (batch && store_batch_commit(c->ctx->store) < 0) {
+			/* Only the "delivered" marks are lost: the commands stay pending and are sent
+			 * again on the next connection. */
+			log_warning("Cannot record the fleet command's deliveries; they are sent again "
+				    "on the devices' next connections.");
+			store_batch_abort(c->ctx->store);
+		}
+	}
+	return json_array_extend(out, items) < 0 ? -ENOMEM : 0;
 }
 
 /* The fleet: every listed device must exist before anything is queued (a typo in the list must
@@ -315,25 +382,8 @@ int api_fleet_command(ApiCall *c)
 	out = json_array();
 	if (!out)
 		r = -ENOMEM;
-	for (i = 0; r >= 0 && i < n_ids; i++) {
-		_cleanup_(command_record_done) CommandRecord rec = {};
-		const char *id = list ? json_string_value(json_array_get(list, i)) : devs[i].device_id;
-		IssueError err = {};
-		json_t *item;
-
-		r = issue_one(c, &spec, id, &rec, &err);
-		if (r >= 0)
-			item = command_json(&rec);
-		else if (err.status) {
-			/* Reported per device: the others were queued and stay queued. */
-			item = json_pack("{s:s,s:s,s:s}", "device_id", id, "error", err.code, "message",
-					 err.message);
-			r = 0;
-		} else
-			break;
-		if (!item || json_array_append_new(out, item) < 0)
-			r = -ENOMEM;
-	}
+	for (i = 0; r >= 0 && i < n_ids; i += FLEET_SLICE)
+		r = fleet_slice(c, &spec, list, devs, i, MIN(n_ids, i + FLEET_SLICE), out);
 	for (size_t k = 0; k < n_devs; k++)
 		device_record_done(&devs[k]);
 	free(devs);

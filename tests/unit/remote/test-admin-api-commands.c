@@ -45,10 +45,20 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
 	return remove(p);
 }
 
+static int64_t sql_int(const char *sql);
+static bool check_committed; /* queued_cb: the command must be visible to another connection */
+
 static void queued_cb(void *userdata, const char *device_id)
 {
+	char sql[128];
+
 	snprintf(queued_for, sizeof(queued_for), "%s", device_id);
 	queued_calls++;
+	if (check_committed) {
+		/* Delivered only once durable: another connection sees the command already. */
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM commands WHERE device_id = '%s'", device_id);
+		assert_int_equal(sql_int(sql), 1);
+	}
 }
 
 static int setup(void **state)
@@ -417,6 +427,38 @@ static void test_fleet(void **state)
 	answer_done(&a);
 }
 
+/* More devices than one slice (FLEET_SLICE, 256): every command is committed before its delivery
+ * is asked for, every device gets exactly one, seqs and audit rows are all there. */
+static void test_fleet_slices(void **state)
+{
+	enum { N = 600 };
+	char *body = malloc(32 + N * 36);
+	size_t len;
+	Answer a;
+
+	assert_non_null(body);
+	len = (size_t)sprintf(body, "{\"type\":\"lock\",\"devices\":[");
+	for (unsigned i = 0; i < N; i++) {
+		DeviceRecord d = {.hostname = (char *)"fleet", .state = DEVICE_TRUSTED};
+		snprintf(d.device_id, sizeof(d.device_id), "f%031x", i);
+		assert_int_equal(store_device_put(store, &d), 0);
+		len += (size_t)sprintf(body + len, "%s\"%s\"", i ? "," : "", d.device_id);
+	}
+	sprintf(body + len, "]}");
+	check_committed = true;
+	a = call("POST", "/api/v1/commands", tok_helpdesk, body);
+	check_committed = false;
+	free(body);
+	assert_int_equal(a.status, 202);
+	assert_int_equal(json_array_size(a.json), N);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(a.json, i), "seq")), 1);
+	answer_done(&a);
+	assert_int_equal(queued_calls, N);
+	assert_int_equal(sql_int("SELECT count(DISTINCT device_id) FROM commands WHERE type = 'lock'"), N);
+	assert_int_equal(sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue'"), N);
+}
+
 static void test_recovery_key(void **state)
 {
 	Answer a;
@@ -455,6 +497,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lock_unlock, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fleet, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fleet_slices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recovery_key, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
