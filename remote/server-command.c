@@ -104,13 +104,13 @@ int server_commands_deliver(ServerConn *c, const char *device_id, DeviceState st
 	return 0;
 }
 
-static void result_refused(ServerConn *c, const char *device_id, const char *why)
+static void result_refused(Server *s, const char *device_id, const char *peer, const char *why)
 {
-	log_warning("Device %s (%s): command result refused: %s.", device_id, c->peer, why);
+	log_warning("Device %s (%s): command result refused: %s.", device_id, peer, why);
 	/* Rate limited: the device's connection is authenticated, but a broken or hostile agent could
 	 * still send refused results in a loop and grow the audit chain without bound. */
-	server_audit_rate_limited(c->server, "command.result-refused", device_id,
-				  json_pack("{s:s,s:s}", "reason", why, "peer", c->peer));
+	server_audit_rate_limited(s, "command.result-refused", device_id,
+				  json_pack("{s:s,s:s}", "reason", why, "peer", peer));
 }
 
 static CommandState state_from_status(ResultStatus st)
@@ -166,84 +166,205 @@ static int unreadable_command(Server *s, const DeviceCommandPeer *peer, CommandR
 	return 1;
 }
 
-int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const ProtoMessage *m)
+static uint8_t *bytes_dup(const uint8_t *p, size_t n)
 {
-	Server *s = c->server;
-	_cleanup_(command_result_done) CommandResult res = {};
-	_cleanup_(command_record_done) CommandRecord cmd = {};
+	uint8_t *d = malloc(n ?: 1);
+	if (d && n)
+		memcpy(d, p, n);
+	return d;
+}
+
+/* A result on its way: a copy of what the loop knew and of the message (the connection may be
+ * gone by the time the workers are done), and the worker's verdict. */
+typedef struct ResultJob {
+	char device_id[DEVICE_ID_STRING_SIZE];
+	char peer[64];
+	uint64_t sent_seq;
+	uint64_t session; /* the DeviceSession's serial: its "verifying" flag is cleared when done */
+	uint8_t tls_point[EC_P256_POINT_SIZE];
+	uint8_t ak_point[65];
+	uint8_t *cose;
+	size_t cose_size;
+	bool has_quote;
+	uint8_t *quote;
+	size_t quote_size;
+	uint8_t quote_signature[64];
+	ProtoPcrs pcrs;
+	/* the worker's verdict: why it is refused, or the verified result */
+	const char *why;
+	CommandResult res;
+} ResultJob;
+
+static void result_job_free(void *p)
+{
+	ResultJob *j = p;
+
+	if (!j)
+		return;
+	command_result_done(&j->res);
+	free(j->cose);
+	free(j->quote);
+	free(j);
+}
+
+/* Worker thread: both signatures. Touches nothing but the job. */
+void server_result_verify(void *p)
+{
+	ResultJob *j = p;
+	_cleanup_ec_key_ EcKey *key = NULL;
 	uint8_t digest[SHA256_SIZE];
 	const char *why = NULL;
-	CommandState state;
 	int r;
 
 	/* The agent signs results with its TLS key: the key this connection's certificate carries
 	 * and that enrollment registered, so only this device can have made it. */
-	r = command_result_verify(peer->tls_key, m->result.cose.data, m->result.cose.size, &res, &why);
+	r = ec_key_from_point(j->tls_point, sizeof(j->tls_point), &key);
+	if (r >= 0)
+		r = command_result_verify(key, j->cose, j->cose_size, &j->res, &why);
 	if (r < 0) {
-		result_refused(c, peer->device_id, why ?: "bad signature or malformed result");
-		return 0;
+		j->why = why ?: "bad signature or malformed result";
+		return;
 	}
-	if (!streq(res.device_id, peer->device_id)) {
-		result_refused(c, peer->device_id, "result names another device");
-		return 0;
+	if (!streq(j->res.device_id, j->device_id)) {
+		j->why = "result names another device";
+		return;
 	}
 	/* The TPM's proof (lock and wipe): its qualifying data must be the hash of this result. */
-	if (m->result.has_quote) {
-		r = sha256(m->result.cose.data, m->result.cose.size, digest);
+	if (j->has_quote) {
+		r = sha256(j->cose, j->cose_size, digest);
 		if (r >= 0)
-			r = tpm2_quote_verify(peer->ak_point, m->result.quote.data, m->result.quote.size,
-					      m->result.quote_signature.data, digest, sizeof(digest),
-					      m->result.pcrs.mask, m->result.pcrs.values, &why);
-		if (r < 0) {
-			result_refused(c, peer->device_id, "the quote with the result does not verify");
-			return 0;
-		}
+			r = tpm2_quote_verify(j->ak_point, j->quote, j->quote_size, j->quote_signature, digest,
+					      sizeof(digest), j->pcrs.mask, j->pcrs.values, &why);
+		if (r < 0)
+			j->why = "the quote with the result does not verify";
 	}
-	if (res.id[0] == 0) {
-		r = unreadable_command(s, peer, &res, &cmd);
+}
+
+int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const ProtoMessage *m)
+{
+	ResultJob *j;
+	int r;
+
+	if (m->result.has_quote && m->result.quote_signature.size != sizeof(j->quote_signature)) {
+		result_refused(c->server, peer->device_id, c->peer, "the quote's signature is not 64 bytes");
+		return 0;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	snprintf(j->device_id, sizeof(j->device_id), "%s", peer->device_id);
+	snprintf(j->peer, sizeof(j->peer), "%s", c->peer);
+	j->sent_seq = peer->sent_seq;
+	j->session = peer->session;
+	memcpy(j->ak_point, peer->ak_point, sizeof(j->ak_point));
+	j->cose = bytes_dup(m->result.cose.data, m->result.cose.size);
+	j->cose_size = m->result.cose.size;
+	j->has_quote = m->result.has_quote;
+	if (j->has_quote) {
+		j->quote = bytes_dup(m->result.quote.data, m->result.quote.size);
+		j->quote_size = m->result.quote.size;
+		memcpy(j->quote_signature, m->result.quote_signature.data, sizeof(j->quote_signature));
+		j->pcrs = m->result.pcrs;
+	}
+	r = ec_key_get_point(peer->tls_key, j->tls_point);
+	if (r >= 0 && (!j->cose || (j->has_quote && !j->quote)))
+		r = -ENOMEM;
+	if (r >= 0)
+		r = work_pool_submit(c->server->results, j);
+	if (r < 0) {
+		result_job_free(j);
+		return r;
+	}
+	return 1; /* being verified */
+}
+
+/* Loop thread, inside the burst's store batch: match and record one verified result. */
+static void result_record(Server *s, ResultJob *j)
+{
+	CommandResult *res = &j->res;
+	_cleanup_(command_record_done) CommandRecord cmd = {};
+	DeviceCommandPeer peer = {.device_id = j->device_id, .sent_seq = j->sent_seq};
+	CommandState state;
+	int r;
+
+	if (j->why) {
+		result_refused(s, j->device_id, j->peer, j->why);
+		return;
+	}
+	if (res->id[0] == 0) {
+		r = unreadable_command(s, &peer, res, &cmd);
 		if (r <= 0)
-			return r;
+			return;
 	} else
-		r = store_command_get(s->store, res.id, &cmd);
-	if (r == -ENOENT || (r >= 0 && (!streq(cmd.device_id, peer->device_id) || cmd.seq != res.seq))) {
+		r = store_command_get(s->store, res->id, &cmd);
+	if (r == -ENOENT || (r >= 0 && (!streq(cmd.device_id, j->device_id) || cmd.seq != res->seq))) {
 		/* A result we cannot match (a command of another server, an edited database): logged, not
 		 * acted on. */
 		log_notice("Device %s: result for unknown command %s (seq %" PRIu64 "); ignored.",
-			   peer->device_id, res.id, res.seq);
-		return 0;
+			   j->device_id, res->id, res->seq);
+		return;
 	}
 	if (r < 0) {
 		log_error_errno(r, "Cannot read command %s: %m; the device will send its result again.",
-				res.id);
-		return 0;
+				res->id);
+		return;
 	}
-	state = state_from_status(res.status);
+	state = state_from_status(res->status);
 	if (state == 0) {
-		result_refused(c, peer->device_id, "unknown result status");
-		return 0;
+		result_refused(s, j->device_id, j->peer, "unknown result status");
+		return;
 	}
-	r = store_command_finish(s->store, res.id,
+	r = store_command_finish(s->store, res->id,
 				 &(CommandOutcome){.state = state,
-						   .reason = res.reason,
-						   .result_cose = m->result.cose.data,
-						   .result_cose_size = m->result.cose.size,
-						   .has_epoch = res.has_epoch,
-						   .epoch = res.epoch,
-						   .quoted = m->result.has_quote},
+						   .reason = res->reason,
+						   .result_cose = j->cose,
+						   .result_cose_size = j->cose_size,
+						   .has_epoch = res->has_epoch,
+						   .epoch = res->epoch,
+						   .quoted = j->has_quote},
 				 time(NULL));
 	if (r == -ESTALE) {
 		/* The answer to a redelivery: the first result counts. */
-		log_debug("Device %s: result for finished command %s again; ignored.", peer->device_id,
-			  res.id);
-		return 0;
+		log_debug("Device %s: result for finished command %s again; ignored.", j->device_id, res->id);
+		return;
 	}
 	if (r < 0) {
 		log_error_errno(
-		    r, "Cannot record the result of command %s: %m; the device will send it again.", res.id);
-		return 0;
+		    r, "Cannot record the result of command %s: %m; the device will send it again.", res->id);
+		return;
 	}
-	log_info("Command %s (%s, seq %" PRIu64 ") on %s: %s%s%s.", res.id, cmd.type, res.seq,
-		 peer->device_id, command_state_name(state), res.reason && *res.reason ? ": " : "",
-		 res.reason ?: "");
-	return 0;
+	log_info("Command %s (%s, seq %" PRIu64 ") on %s: %s%s%s.", res->id, cmd.type, res->seq,
+		 j->device_id, command_state_name(state), res->reason && *res->reason ? ": " : "",
+		 res->reason ?: "");
+}
+
+/* Loop thread: a burst of verified results. Recorded under one store batch (one commit); only
+ * after that commit does any of their devices get its next command — the device keeps only its
+ * last result, so a next command sent before this result is durable could, after a crash, leave
+ * this one to be answered "replayed or old" although it ran. */
+void server_results_done(void *userdata, void **jobs, size_t n)
+{
+	Server *s = userdata;
+	bool batch = store_batch_begin(s->store) >= 0, deliver = true;
+
+	for (size_t i = 0; i < n; i++)
+		result_record(s, jobs[i]);
+	if (batch && store_batch_commit(s->store) < 0) {
+		log_error("Cannot commit %zu command results; the devices will send them again on their "
+			  "next connections.",
+			  n);
+		store_batch_abort(s->store);
+		deliver = false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ResultJob *j = jobs[i];
+
+		server_device_result_done(s, j->device_id, j->session, deliver);
+		result_job_free(j);
+	}
+}
+
+void server_result_drop(void *job)
+{
+	result_job_free(job);
 }

@@ -37,6 +37,8 @@ typedef struct DeviceSession {
 	DeviceState state; /* the attestation's verdict (DEVICE_ATTESTED) */
 	uint64_t sent_seq; /* highest command seq sent on this connection */
 	EcKey *tls_key;	   /* the registered TLS key: verifies command results */
+	uint64_t serial;   /* Server.n_sessions when it was opened */
+	bool verifying;	   /* a result of this session is with the worker threads */
 } DeviceSession;
 
 static void device_reject(ServerConn *c, const char *code, const char *reason)
@@ -72,6 +74,7 @@ static int device_established(ServerConn *c)
 		return log_oom();
 	c->session = d;
 	d->entry.conn = c;
+	d->serial = ++c->server->n_sessions;
 
 	r = tls_peer_common_name(c->tls, &cn);
 	if (r < 0 || device_id_parse(cn, id) < 0 || strlen(cn) != DEVICE_ID_STRING_SIZE - 1) {
@@ -364,12 +367,36 @@ static int on_result(ServerConn *c, const ProtoMessage *m)
 	    .tls_key = d->tls_key,
 	    .ak_point = d->ak_point,
 	    .sent_seq = d->sent_seq,
+	    .session = d->serial,
 	};
-	int r = server_command_result(c, &peer, m);
-	if (r < 0)
-		return r;
-	/* The next one, now that this one is answered. */
-	return server_commands_deliver(c, d->entry.device_id, d->state, &d->sent_seq);
+	int r;
+
+	/* One command in flight, so one result: a second one before the first is recorded is not
+	 * the protocol (at most one job per connection also bounds the workers' queue). The device
+	 * sends its stored result again when the command is delivered again. */
+	if (d->verifying) {
+		log_warning("Device %s (%s): result refused: the previous result is still being "
+			    "verified.",
+			    d->entry.device_id, c->peer);
+		return 0;
+	}
+	r = server_command_result(c, &peer, m);
+	if (r > 0)
+		d->verifying = true;
+	return r < 0 ? r : 0;
+}
+
+void server_device_result_done(Server *s, const char *device_id, uint64_t session, bool deliver)
+{
+	ServerConn *c = server_device_find(s, device_id);
+	DeviceSession *d = c ? c->session : NULL;
+
+	if (d && d->serial == session)
+		d->verifying = false;
+	/* The next one, now that this one is answered (on whichever connection is the device's
+	 * now). */
+	if (deliver)
+		server_device_command_queued(s, device_id);
 }
 
 static bool luks_uuid_valid(const char *s)

@@ -326,13 +326,17 @@ int verb_run(ServerArgs *a)
 		log_error_errno(r, "Cannot watch SIGTERM/SIGINT: %m.");
 		goto fail;
 	}
+	/* After the signal mask: the workers inherit SIGTERM and SIGINT blocked. */
+	r = work_pool_new(s.event, 0, server_result_verify, server_results_done, &s, &s.results);
+	if (r < 0)
+		goto fail;
 	r = server_listen(&s);
 	if (r < 0)
 		goto fail;
 
-	log_info("Listening on %s: enroll port %u, device port %u, admin port %u.", s.config.listen,
-		 s.listeners[LISTENER_ENROLL].port, s.listeners[LISTENER_DEVICE].port,
-		 s.listeners[LISTENER_ADMIN].port);
+	log_info("Listening on %s: enroll port %u, device port %u, admin port %u; %u worker threads.",
+		 s.config.listen, s.listeners[LISTENER_ENROLL].port, s.listeners[LISTENER_DEVICE].port,
+		 s.listeners[LISTENER_ADMIN].port, work_pool_threads(s.results));
 	/* STATUS= carries the bound ports: with port 0 (tests) that is how a supervisor learns them. */
 	(void)sd_notifyf(false, "READY=1\nSTATUS=Listening on %s: enroll %u, device %u, admin %u",
 			 s.config.listen, s.listeners[LISTENER_ENROLL].port,
@@ -353,6 +357,9 @@ out:
 	for (size_t i = 0; i < _LISTENER_MAX; i++)
 		listener_close(&s.listeners[i]);
 	server_close_all_conns(&s);
+	/* Results still with the workers are dropped uncommitted: their commands stay delivered and
+	 * the devices send the results again on their next connection. */
+	s.results = work_pool_free(s.results, server_result_drop);
 	tdestroy(s.devices, noop_free);
 	s.store = store_close(s.store);
 	s.event = sd_event_unref(s.event);

@@ -8,8 +8,9 @@
  *   device  mutual TLS, client certificate from the fleet CA      server-device.c
  *   admin   server-auth, operator bearer tokens (HTTP + JSON)     server-admin.c
  * Connections are small state machines (server-conn.c): TLS handshake → frames → handlers.
- * Everything runs on the loop's thread; a handler that writes to the store commits before it
- * answers (brief point 8). */
+ * Everything runs on the loop's thread, except the signature checks of command results, which
+ * run on worker threads (server-work.c) and come back to the loop; a handler that writes to the
+ * store commits before it answers (brief point 8). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -75,6 +76,21 @@ typedef enum ListenerKind {
 typedef struct Server Server;
 typedef struct ServerConn ServerConn;
 
+/* ---- worker threads (server-work.c) ----
+ * A pool of threads for CPU-bound work that needs nothing of the loop's (the ECDSA checks of
+ * command results). work(job) runs on a worker; done(userdata, jobs, n) runs on the loop's
+ * thread with every job finished since its last call, in the order they finished. n_threads 0:
+ * one per online CPU (at most 16). Freeing joins the threads; jobs not handed to done yet are
+ * passed to drop. */
+typedef struct WorkPool WorkPool;
+typedef void (*WorkFn)(void *job);
+typedef void (*WorkDoneFn)(void *userdata, void **jobs, size_t n);
+int work_pool_new(sd_event *e, unsigned n_threads, WorkFn work, WorkDoneFn done, void *userdata,
+		  WorkPool **ret);
+int work_pool_submit(WorkPool *p, void *job);
+unsigned work_pool_threads(const WorkPool *p);
+WorkPool *work_pool_free(WorkPool *p, void (*drop)(void *job));
+
 typedef struct Listener {
 	Server *server;
 	ListenerKind kind;
@@ -117,6 +133,8 @@ struct Server {
 	size_t n_conns;
 	void *devices; /* tsearch tree of DeviceSession*: attested-or-attesting devices */
 	size_t n_devices;
+	uint64_t n_sessions; /* device sessions ever opened: each one's serial */
+	WorkPool *results;   /* verifies command results (server_result_verify) */
 	/* Audit records for rejected handshakes, rate limited: scanners must not grow the chain. */
 	uint64_t audit_window_start;
 	unsigned audit_window_count;
@@ -221,10 +239,21 @@ typedef struct DeviceCommandPeer {
 	const EcKey *tls_key;	 /* the registered TLS key: results are signed with it */
 	const uint8_t *ak_point; /* 65 bytes: the quotes of lock/wipe results */
 	uint64_t sent_seq;	 /* the command in flight on this connection (0: none) */
+	uint64_t session;	 /* the session's serial (server_device_result_done) */
 } DeviceCommandPeer;
-/* A `result` message: verified, matched to a delivered command of this device, recorded.
- * Refusals are logged and audited ("command.result-refused"); the connection stays. */
+/* A `result` message: copied and handed to the worker threads (s->results), which check its
+ * signature and quote (server_result_verify); then, on the loop thread, a burst of them is
+ * matched to delivered commands of their devices and recorded under one store batch
+ * (server_results_done), after which each device gets its next command
+ * (server_device_result_done). Refusals are logged and audited ("command.result-refused"); the
+ * connection stays. Returns 1 (being verified), 0 (refused at once) or < 0. */
 int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const ProtoMessage *m);
+void server_result_verify(void *job);
+void server_results_done(void *userdata, void **jobs, size_t n);
+void server_result_drop(void *job);
+/* A result of session `session` of this device is recorded (deliver: and committed): clears that
+ * session's in-verification mark and sends the device's next command on its current connection. */
+void server_device_result_done(Server *s, const char *device_id, uint64_t session, bool deliver);
 /* AdminContext.command_queued: deliver now when the device is connected and attested. */
 void server_device_command_queued(void *userdata, const char *device_id);
 
