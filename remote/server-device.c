@@ -39,6 +39,7 @@ typedef struct DeviceSession {
 	EcKey *tls_key;	   /* the registered TLS key: verifies command results */
 	uint64_t serial;   /* Server.n_sessions when it was opened */
 	bool verifying;	   /* a result of this session is with the worker threads */
+	unsigned acks_held; /* acks that wait for that result's commit */
 } DeviceSession;
 
 static void device_reject(ServerConn *c, const char *code, const char *reason)
@@ -390,13 +391,26 @@ void server_device_result_done(Server *s, const char *device_id, uint64_t sessio
 {
 	ServerConn *c = server_device_find(s, device_id);
 	DeviceSession *d = c ? c->session : NULL;
+	bool kick = false;
 
-	if (d && d->serial == session)
+	if (d && d->serial == session) {
 		d->verifying = false;
+		for (; d->acks_held > 0; d->acks_held--)
+			if (conn_send(c, &(ProtoMessage){.type = PROTO_ACK}) < 0) {
+				conn_close(c);
+				return;
+			}
+		kick = true;
+	}
 	/* The next one, now that this one is answered (on whichever connection is the device's
 	 * now). */
 	if (deliver)
 		server_device_command_queued(s, device_id);
+	/* The acks (server_device_command_queued's write may have closed the connection). */
+	c = kick ? server_device_find(s, device_id) : NULL;
+	d = c ? c->session : NULL;
+	if (d && d->serial == session)
+		conn_kick(c);
 }
 
 static bool luks_uuid_valid(const char *s)
@@ -445,6 +459,20 @@ static int escrow_check(ServerConn *c, const char *uuid, const char *blob, const
 	return ok ? 0 : -EBADMSG;
 }
 
+/* Frames are answered in order: an `ack` after a result means that result is committed (the agent
+ * powers off on it after a lock with poweroff, PROTOCOL.md). While a result is with the workers,
+ * acks wait for it (server_device_result_done sends them). */
+static int device_ack(ServerConn *c)
+{
+	DeviceSession *d = c->session;
+
+	if (d->verifying) {
+		d->acks_held++;
+		return 0;
+	}
+	return conn_send(c, &(ProtoMessage){.type = PROTO_ACK});
+}
+
 static int on_escrow(ServerConn *c, const ProtoMessage *m)
 {
 	Server *s = c->server;
@@ -468,7 +496,7 @@ static int on_escrow(ServerConn *c, const ProtoMessage *m)
 	}
 	log_info("Device %s escrowed the recovery key of LUKS volume %s.", d->entry.device_id,
 		 m->escrow.luks_uuid);
-	return conn_send(c, &(ProtoMessage){.type = PROTO_ACK});
+	return device_ack(c);
 }
 
 static int device_message(ServerConn *c, const ProtoMessage *m)
@@ -488,7 +516,7 @@ static int device_message(ServerConn *c, const ProtoMessage *m)
 	switch (m->type) {
 	case PROTO_HEARTBEAT:
 		(void)device_seen(c, &m->heartbeat.posture);
-		r = conn_send(c, &(ProtoMessage){.type = PROTO_ACK});
+		r = device_ack(c);
 		if (r >= 0)
 			r = conn_set_deadline(c, 3 * (uint64_t)s->config.heartbeat);
 		return r;
