@@ -119,9 +119,9 @@ for K in $KS; do
 	fi
 	grep '^connect' "$serve_log" | sed 's/^/# /'
 	python3 - "$CTL" "$STATE/helpdesk.token" "$S/trustpc-server.db" "$D" "$K" "$ROUNDS" "$serve_log" \
-		"$enrolled" <<'EOF'
+		"$enrolled" "$server_pid" "$serve_pid" <<'EOF'
 import json, os, sqlite3, subprocess, sys, time
-ctl, token, dbpath, devdir, K, rounds, serve_log, enrolled = sys.argv[1:9]
+ctl, token, dbpath, devdir, K, rounds, serve_log, enrolled, server_pid, serve_pid = sys.argv[1:11]
 K, rounds, enrolled = int(K), int(rounds), int(enrolled)
 TARGET_P99_MS, TARGET_FLEET_S = 250, 60
 # Autocommit: an open transaction would keep reading the same snapshot of the WAL.
@@ -159,6 +159,13 @@ def ctl_json(*args):
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, max(0, int(round(p / 100 * len(v) + 0.5)) - 1))]
+
+TICK = os.sysconf("SC_CLK_TCK")
+def cpu_s(pid):
+    """User + system CPU seconds of a process, all its threads (/proc/PID/stat fields 14, 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        w = f.read().rsplit(")", 1)[1].split()
+    return (int(w[11]) + int(w[12])) / TICK
 
 def loadavg():
     with open("/proc/loadavg") as f:
@@ -221,6 +228,7 @@ db.execute("CREATE TEMP TABLE batch(id TEXT PRIMARY KEY) WITHOUT ROWID")
 
 def fleet(verb, *extra):
     la = loadavg()
+    cpu0 = cpu_s(server_pid), cpu_s(serve_pid)
     t0 = time.monotonic()
     if K == enrolled:
         how = f"{verb} --all"
@@ -252,6 +260,7 @@ def fleet(verb, *extra):
         if now - t0 > 900:
             sys.exit(f"{how}: not all finished after 900 s: {counts}")
         time.sleep(0.02)
+    cpu1 = cpu_s(server_pid), cpu_s(serve_pid)
     bad = db.execute("SELECT state, reason, count(*) FROM commands JOIN batch USING (id) WHERE state != 'done' "
                      "GROUP BY state, reason").fetchall()
     deadline = time.monotonic() + 5
@@ -268,6 +277,10 @@ def fleet(verb, *extra):
     print(f"    devices got first / last       {first_recv:8.2f} s / {last_recv:.2f} s")
     print(f"    devices sent last result       {last_sent:8.2f} s")
     print(f"    all done                       {total:8.2f} s   → {n / total:.0f} commands/s end to end")
+    srv, sim = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    print(f"    CPU: trustpc-server {srv:.1f} s ({srv / n * 1000:.2f} ms a device, all its threads), "
+          f"the simulated devices {sim:.1f} s ({sim / n * 1000:.2f} ms a device), "
+          f"of {total * os.cpu_count():.0f} CPU-s")
     if bad:
         sys.exit(f"{how}: not all done: {bad}")
     return total
