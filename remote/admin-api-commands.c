@@ -266,9 +266,41 @@ int api_device_command(ApiCall *c)
  * commit (one fsync) for its commands and audit rows instead of one each, and the commands are
  * delivered only after that commit. The deliveries' "delivered" marks are a second batch. */
 #define FLEET_SLICE 256
+#define PREFIX_COMMANDS "/api/v1/commands"
 
-static int fleet_slice(ApiCall *c, const CommandSpec *spec, json_t *list, const DeviceRecord *devs,
-		       size_t from, size_t to, json_t *out)
+struct AdminFleet {
+	char *operator;
+	OperatorRole role;
+	json_t *body;	/* the request: spec's strings and list point into it */
+	CommandSpec spec;
+	json_t *list;	/* the devices named, or NULL for all: */
+	DeviceRecord *devs;
+	size_t n_devs;
+	size_t n_ids, next;
+	json_t *out; /* the answer so far */
+};
+
+AdminFleet *admin_fleet_free(AdminFleet *f)
+{
+	if (!f)
+		return NULL;
+	free(f->operator);
+	json_decref(f->body);
+	for (size_t k = 0; k < f->n_devs; k++)
+		device_record_done(&f->devs[k]);
+	free(f->devs);
+	json_decref(f->out);
+	free(f);
+	return NULL;
+}
+
+void admin_fleet_progress(const AdminFleet *f, size_t *ret_done, size_t *ret_total)
+{
+	*ret_done = f->next;
+	*ret_total = f->n_ids;
+}
+
+static int fleet_slice(ApiCall *c, AdminFleet *f, size_t to)
 {
 	const char *queued[FLEET_SLICE];
 	_cleanup_json_ json_t *items = json_array();
@@ -280,13 +312,13 @@ static int fleet_slice(ApiCall *c, const CommandSpec *spec, json_t *list, const 
 	r = store_batch_begin(c->ctx->store);
 	if (r < 0)
 		return r;
-	for (size_t i = from; i < to; i++) {
+	for (size_t i = f->next; i < to; i++) {
 		_cleanup_(command_record_done) CommandRecord rec = {};
-		const char *id = list ? json_string_value(json_array_get(list, i)) : devs[i].device_id;
+		const char *id = f->list ? json_string_value(json_array_get(f->list, i)) : f->devs[i].device_id;
 		IssueError err = {};
 		json_t *item;
 
-		r = issue_one(c, spec, id, &rec, &err);
+		r = issue_one(c, &f->spec, id, &rec, &err);
 		if (r >= 0) {
 			item = command_json(&rec);
 			queued[n_queued++] = id;
@@ -320,17 +352,64 @@ static int fleet_slice(ApiCall *c, const CommandSpec *spec, json_t *list, const 
 			store_batch_abort(c->ctx->store);
 		}
 	}
-	return json_array_extend(out, items) < 0 ? -ENOMEM : 0;
+	f->next = to;
+	return json_array_extend(f->out, items) < 0 ? -ENOMEM : 0;
+}
+
+/* One slice: 0 while more remain, 1 once c->resp holds the answer, -ENOMEM. */
+static int fleet_run(ApiCall *c, AdminFleet *f)
+{
+	int r;
+
+	if (f->next < f->n_ids) {
+		r = fleet_slice(c, f, MIN(f->n_ids, f->next + FLEET_SLICE));
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0) {
+			if (f->next == 0)
+				r = answer_internal(c, r, "queueing the commands");
+			else {
+				log_error_errno(r, "Fleet command: queueing failed after %zu of %zu devices: %m.",
+						f->next, f->n_ids);
+				r = answer_error(c, 500, "internal",
+						 "The command was queued for %zu of %zu devices, then a "
+						 "server error stopped it (the server's log says which); "
+						 "'trustpcctl commands' lists what was queued.",
+						 f->next, f->n_ids);
+			}
+			return r < 0 ? r : 1;
+		}
+		if (f->next < f->n_ids)
+			return 0;
+	}
+	r = answer_json(c, 202, TAKE_PTR(f->out));
+	return r < 0 ? r : 1;
+}
+
+int admin_fleet_step(AdminFleet *f, const AdminContext *ctx, HttpResponse *resp)
+{
+	_cleanup_(http_response_done) HttpResponse out = {};
+	/* The request itself is gone; what the answers and logs name of it. */
+	HttpRequest req = {.method = (char *)"POST", .path = (char *)PREFIX_COMMANDS};
+	ApiCall c = {.ctx = ctx, .req = &req, .operator = f->operator, .role = f->role, .resp = &out};
+	int r = fleet_run(&c, f);
+
+	if (r <= 0)
+		return r;
+	http_response_done(resp);
+	*resp = out;
+	out = (HttpResponse){};
+	return 1;
 }
 
 /* The fleet: every listed device must exist before anything is queued (a typo in the list must
  * not leave half the fleet locked and the operator guessing which half). */
 int api_fleet_command(ApiCall *c)
 {
-	_cleanup_json_ json_t *body = NULL, *out = NULL;
+	_cleanup_json_ json_t *body = NULL;
+	AdminFleet *f = NULL;
 	DeviceRecord *devs = NULL;
 	size_t n_devs = 0;
-	size_t n_ids = 0;
 	json_t *list, *all, *v;
 	CommandSpec spec;
 	size_t i;
@@ -378,18 +457,35 @@ int api_fleet_command(ApiCall *c)
 			return answer_internal(c, r, "listing devices");
 	}
 
-	n_ids = list ? json_array_size(list) : n_devs;
-	out = json_array();
-	if (!out)
-		r = -ENOMEM;
-	for (i = 0; r >= 0 && i < n_ids; i += FLEET_SLICE)
-		r = fleet_slice(c, &spec, list, devs, i, MIN(n_ids, i + FLEET_SLICE), out);
+	f = calloc(1, sizeof(*f));
+	if (f) {
+		*f = (AdminFleet){.operator = strdup(c->operator),
+				  .role = c->role,
+				  .body = TAKE_PTR(body),
+				  .spec = spec,
+				  .list = list,
+				  .devs = devs,
+				  .n_devs = n_devs,
+				  .n_ids = list ? json_array_size(list) : n_devs,
+				  .out = json_array()};
+		devs = NULL;
+		n_devs = 0;
+	}
 	for (size_t k = 0; k < n_devs; k++)
 		device_record_done(&devs[k]);
 	free(devs);
-	if (r < 0)
-		return answer_internal(c, r, "queueing the commands");
-	return answer_json(c, 202, TAKE_PTR(out));
+	if (!f || !f->operator || !f->out) {
+		admin_fleet_free(f);
+		return -ENOMEM;
+	}
+	if (c->fleet_out) {
+		*c->fleet_out = f; /* the caller runs the slices */
+		return 0;
+	}
+	while ((r = fleet_run(c, f)) == 0)
+		;
+	admin_fleet_free(f);
+	return r < 0 ? r : 0;
 }
 
 /* ?device=ID&limit=N (both optional). */

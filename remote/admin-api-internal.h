@@ -16,6 +16,7 @@ typedef struct ApiCall {
 	OperatorRole role;
 	const char *arg; /* the {id} of /devices/{id}… */
 	HttpResponse *resp;
+	AdminFleet **fleet_out; /* admin_api_handle_async: a fleet command is left here, not run */
 } ApiCall;
 
 /* json_decrefp comes with jansson >= 2.9. */

@@ -565,13 +565,22 @@ static const char *bearer_token(const char *authorization)
 
 int admin_api_handle(const AdminContext *ctx, const HttpRequest *req, HttpResponse *resp)
 {
+	return admin_api_handle_async(ctx, req, resp, NULL);
+}
+
+int admin_api_handle_async(const AdminContext *ctx, const HttpRequest *req, HttpResponse *resp,
+			   AdminFleet **ret_fleet)
+{
 	_cleanup_free_ char *op_name = NULL, *arg_copy = NULL;
 	_cleanup_(http_response_done) HttpResponse out = {};
-	ApiCall c = {.ctx = ctx, .req = req, .resp = &out};
+	ApiCall c = {.ctx = ctx, .req = req, .resp = &out, .fleet_out = ret_fleet};
 	const Route *found = NULL;
 	const char *token, *path, *arg = NULL, *allow = NULL;
 	OperatorRole role;
 	int r;
+
+	if (ret_fleet)
+		*ret_fleet = NULL;
 
 	/* 1. Who is asking: nothing else is revealed to an unauthenticated caller. */
 	token = bearer_token(req->authorization);
@@ -638,7 +647,7 @@ int admin_api_handle(const AdminContext *ctx, const HttpRequest *req, HttpRespon
 	r = found->handler(&c);
 	if (r < 0)
 		return r;
-	if (!out.body && out.status == 0)
+	if (!out.body && out.status == 0 && !(ret_fleet && *ret_fleet))
 		return -EIO; /* a handler that answered nothing is a bug */
 
 done:

@@ -60,5 +60,20 @@ typedef struct AdminContext {
  * 500 without a body). A store failure becomes a 500 {"error":"internal"} answer and is logged. */
 int admin_api_handle(const AdminContext *ctx, const HttpRequest *req, HttpResponse *resp);
 
+/* A fleet command (POST /api/v1/commands) is queued in slices of 256 devices, each slice one
+ * store batch (one commit) and delivered after it. admin_api_handle runs every slice before it
+ * answers. admin_api_handle_async does the same for every other request, but leaves a fleet
+ * command that passed its checks in *ret_fleet (resp stays empty) for the caller to run with
+ * admin_fleet_step, one slice a call, so that an event loop serves its other connections
+ * between slices. admin_fleet_step returns 0 while there is more to queue, 1 with the answer in
+ * resp, or -ENOMEM. ctx must be equivalent to the one the request was handled with. */
+typedef struct AdminFleet AdminFleet;
+int admin_api_handle_async(const AdminContext *ctx, const HttpRequest *req, HttpResponse *resp,
+			   AdminFleet **ret_fleet);
+int admin_fleet_step(AdminFleet *f, const AdminContext *ctx, HttpResponse *resp);
+/* How far it got: devices done so far, of how many. */
+void admin_fleet_progress(const AdminFleet *f, size_t *ret_done, size_t *ret_total);
+AdminFleet *admin_fleet_free(AdminFleet *f);
+
 /* For the server's parse failures: the answer to send for an HttpParseError. */
 int admin_api_parse_error(const HttpParseError *err, HttpResponse *resp);

@@ -11,9 +11,26 @@
 #include "http.h"
 #include "server.h"
 
+/* A fleet command being queued, one slice per loop turn (admin_fleet_step) so that the server
+ * serves its other connections meanwhile. It outlives its connection: a client that goes away
+ * (Ctrl-C) does not stop a fleet command half-way; it is queued to the end, unanswered. */
+struct FleetTask {
+	FleetTask *prev, *next; /* Server.fleet_tasks */
+	Server *server;
+	ServerConn *conn; /* NULL once the connection is gone */
+	AdminFleet *fleet;
+	AdminContext ctx;
+	sd_event_source *step;
+	char what[300];
+};
+
+/* An answer can take this long (trustpcctl waits as long for a fleet command). */
+#define FLEET_ANSWER_SECONDS (30 * 60)
+
 typedef struct AdminSession {
 	HttpParser *parser;
 	bool answered;
+	FleetTask *task;
 } AdminSession;
 
 static int admin_established(ServerConn *c)
@@ -47,6 +64,102 @@ static void admin_answer(ServerConn *c, const HttpResponse *resp, const char *wh
 	conn_close_after_write(c);
 }
 
+static void fleet_task_free(FleetTask *t)
+{
+	Server *s = t->server;
+
+	if (t->conn)
+		((AdminSession *)t->conn->session)->task = NULL;
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		s->fleet_tasks = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	sd_event_source_disable_unref(t->step);
+	admin_fleet_free(t->fleet);
+	free(t);
+}
+
+static int on_fleet_step(sd_event_source *es, uint64_t usec, void *userdata)
+{
+	_cleanup_http_response_ HttpResponse resp = {};
+	FleetTask *t = userdata;
+	ServerConn *c = t->conn;
+	size_t done, total;
+	char what[300];
+	int r;
+
+	r = admin_fleet_step(t->fleet, &t->ctx, &resp);
+	if (r == 0) {
+		/* The next slice after what became ready meanwhile. */
+		r = sd_event_source_set_time_relative(es, 0);
+		if (r >= 0)
+			r = sd_event_source_set_enabled(es, SD_EVENT_ONESHOT);
+		if (r >= 0)
+			return 0;
+		log_error_errno(r, "Cannot schedule the next slice of %s: %m.", t->what);
+	}
+	if (r < 0)
+		resp = (HttpResponse){.status = 500};
+	admin_fleet_progress(t->fleet, &done, &total);
+	snprintf(what, sizeof(what), "%s", t->what);
+	if (!c)
+		log_info("Admin %s: %d (%zu of %zu devices queued); its client is gone.", what,
+			 resp.status, done, total);
+	fleet_task_free(t);
+	if (c) {
+		admin_answer(c, &resp, what);
+		conn_kick(c); /* outside the connection's own dispatch; may free c */
+	}
+	return 0;
+}
+
+/* Starts running f one slice per loop turn; the answer comes when it is done. */
+static int fleet_task_start(ServerConn *c, AdminFleet *f, const AdminContext *ctx, const char *what)
+{
+	AdminSession *a = c->session;
+	Server *s = c->server;
+	FleetTask *t;
+	int r;
+
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		admin_fleet_free(f);
+		return -ENOMEM;
+	}
+	*t = (FleetTask){.server = s, .conn = c, .fleet = f, .ctx = *ctx, .next = s->fleet_tasks};
+	snprintf(t->what, sizeof(t->what), "%s", what);
+	if (s->fleet_tasks)
+		s->fleet_tasks->prev = t;
+	s->fleet_tasks = t;
+	a->task = t;
+	/* A timer due at once, re-armed after each slice: it becomes pending behind what the loop
+	 * already has pending, so every connection that is ready gets its turn between two slices
+	 * (a defer source would stay pending ahead of them and starve them). */
+	r = sd_event_add_time_relative(s->event, &t->step, CLOCK_MONOTONIC, 0, 1, on_fleet_step, t);
+	if (r >= 0)
+		r = conn_set_deadline(c, FLEET_ANSWER_SECONDS);
+	if (r < 0) {
+		fleet_task_free(t);
+		return r;
+	}
+	return 0;
+}
+
+void server_fleet_tasks_free(Server *s)
+{
+	while (s->fleet_tasks) {
+		size_t done, total;
+
+		admin_fleet_progress(s->fleet_tasks->fleet, &done, &total);
+		log_warning("Shutting down in the middle of %s: queued for %zu of %zu devices; the "
+			    "rest was not queued.",
+			    s->fleet_tasks->what, done, total);
+		fleet_task_free(s->fleet_tasks);
+	}
+}
+
 static void admin_fail(ServerConn *c, const char *code, const char *reason)
 {
 	_cleanup_http_response_ HttpResponse resp = {};
@@ -69,7 +182,7 @@ static int admin_input(ServerConn *c)
 	char what[300];
 	int r;
 
-	if (a->answered) {
+	if (a->answered || a->task) {
 		conn_input_consume(c, c->in_size);
 		return 0;
 	}
@@ -101,10 +214,16 @@ static int admin_input(ServerConn *c)
 	    .command_queued = server_device_command_queued,
 	    .escrow_key_path = c->server->keys.escrow_key_path,
 	};
-	r = admin_api_handle(&ctx, req, &resp);
+	AdminFleet *fleet = NULL;
+	r = admin_api_handle_async(&ctx, req, &resp, &fleet);
+	snprintf(what, sizeof(what), "%s %.200s", req->method, req->path);
+	if (r >= 0 && fleet) {
+		r = fleet_task_start(c, fleet, &ctx, what);
+		if (r >= 0)
+			return 0; /* answered when every slice is queued */
+	}
 	if (r < 0)
 		resp = (HttpResponse){.status = 500};
-	snprintf(what, sizeof(what), "%s %.200s", req->method, req->path);
 	admin_answer(c, &resp, what);
 	return 0;
 }
@@ -125,6 +244,8 @@ static void admin_closed(ServerConn *c)
 
 	if (!a)
 		return;
+	if (a->task)
+		a->task->conn = NULL; /* it goes on: queued to the end, unanswered */
 	http_parser_free(a->parser);
 	free(a);
 	c->session = NULL;

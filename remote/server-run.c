@@ -357,6 +357,7 @@ out:
 	for (size_t i = 0; i < _LISTENER_MAX; i++)
 		listener_close(&s.listeners[i]);
 	server_close_all_conns(&s);
+	server_fleet_tasks_free(&s);
 	/* Results still with the workers are dropped uncommitted: their commands stay delivered and
 	 * the devices send the results again on their next connection. */
 	s.results = work_pool_free(s.results, server_result_drop);

@@ -75,6 +75,7 @@ typedef enum ListenerKind {
 
 typedef struct Server Server;
 typedef struct ServerConn ServerConn;
+typedef struct FleetTask FleetTask;
 
 /* ---- worker threads (server-work.c) ----
  * A pool of threads for CPU-bound work that needs nothing of the loop's (the ECDSA checks of
@@ -135,6 +136,7 @@ struct Server {
 	size_t n_devices;
 	uint64_t n_sessions; /* device sessions ever opened: each one's serial */
 	WorkPool *results;   /* verifies command results (server_result_verify) */
+	FleetTask *fleet_tasks; /* fleet commands being queued (server-admin.c) */
 	/* Audit records for rejected handshakes, rate limited: scanners must not grow the chain. */
 	uint64_t audit_window_start;
 	unsigned audit_window_count;
@@ -159,6 +161,8 @@ typedef struct ConnHandler {
 } ConnHandler;
 
 extern const ConnHandler enroll_handler, device_handler, admin_handler;
+/* Stops the fleet commands still being queued (at shutdown; what was queued stays queued). */
+void server_fleet_tasks_free(Server *s);
 
 struct ServerConn {
 	Server *server;

@@ -459,6 +459,78 @@ static void test_fleet_slices(void **state)
 	assert_int_equal(sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue'"), N);
 }
 
+/* The server's way (admin_api_handle_async): the checks and nothing queued at first, then one
+ * slice of 256 per admin_fleet_step, each committed and delivered before the step returns, the
+ * answer with the last one. The request is freed before the first step: the fleet keeps what it
+ * needs. */
+static void test_fleet_async(void **state)
+{
+	enum { N = 600 };
+	static const size_t after[] = {256, 512, N};
+	_cleanup_free_ char *text = NULL, *auth = NULL;
+	_cleanup_http_request_ HttpRequest req = {};
+	HttpResponse resp = {};
+	AdminContext ctx = {.store = store, .now = time(NULL), .commands = &keys, .command_queued = queued_cb};
+	AdminFleet *f = NULL;
+	char *body = malloc(64 + N * 36);
+	size_t len, done, total;
+	json_t *j;
+
+	assert_non_null(body);
+	len = (size_t)sprintf(body, "{\"type\":\"lock\",\"reason\":\"async\",\"devices\":[");
+	for (unsigned i = 0; i < N; i++) {
+		DeviceRecord d = {.hostname = (char *)"fleet", .state = DEVICE_TRUSTED};
+		snprintf(d.device_id, sizeof(d.device_id), "a%031x", i);
+		assert_int_equal(store_device_put(store, &d), 0);
+		len += (size_t)sprintf(body + len, "%s\"%s\"", i ? "," : "", d.device_id);
+	}
+	sprintf(body + len, "]}");
+	assert_true(asprintf(&auth, "Authorization: Bearer %s\r\n", tok_helpdesk) > 0);
+	assert_true(asprintf(&text, "POST /api/v1/commands HTTP/1.1\r\nHost: test\r\n%sContent-Length: %zu\r\n\r\n%s",
+			     auth, strlen(body), body) > 0);
+	free(body);
+	assert_int_equal(http_request_parse(text, strlen(text), &req, NULL), 0);
+	assert_int_equal(admin_api_handle_async(&ctx, &req, &resp, &f), 0);
+	assert_non_null(f);
+	assert_null(resp.body); /* no answer yet, nothing queued */
+	assert_int_equal(sql_int("SELECT count(*) FROM commands"), 0);
+	http_request_done(&req);
+	memset(text, 'x', strlen(text));
+
+	check_committed = true;
+	for (size_t k = 0; k < ELEMENTSOF(after); k++) {
+		int r = admin_fleet_step(f, &ctx, &resp);
+		assert_int_equal(r, k + 1 < ELEMENTSOF(after) ? 0 : 1);
+		assert_int_equal(sql_int("SELECT count(*) FROM commands"), after[k]);
+		assert_int_equal(queued_calls, after[k]);
+		admin_fleet_progress(f, &done, &total);
+		assert_int_equal(done, after[k]);
+		assert_int_equal(total, N);
+	}
+	check_committed = false;
+	f = admin_fleet_free(f);
+	assert_int_equal(resp.status, 202);
+	j = json_loads(resp.body, 0, NULL);
+	assert_int_equal(json_array_size(j), N);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(json_array_get(j, N - 1), "args"), "reason")),
+	    "async");
+	json_decref(j);
+	http_response_done(&resp);
+	assert_int_equal(sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue' AND actor = 'hugo'"),
+			 N);
+
+	/* A request refused by the checks is answered at once, no fleet. */
+	assert_true(asprintf(&body, "POST /api/v1/commands HTTP/1.1\r\nHost: test\r\n%sContent-Length: 2\r\n\r\n{}",
+			     auth) > 0);
+	assert_int_equal(http_request_parse(body, strlen(body), &req, NULL), 0);
+	free(body);
+	assert_int_equal(admin_api_handle_async(&ctx, &req, &resp, &f), 0);
+	assert_null(f);
+	assert_int_equal(resp.status, 400);
+	http_response_done(&resp);
+}
+
 static void test_recovery_key(void **state)
 {
 	Answer a;
@@ -498,6 +570,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_lock_unlock, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fleet, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fleet_slices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fleet_async, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recovery_key, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
