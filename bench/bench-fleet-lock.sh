@@ -229,10 +229,24 @@ db.execute("CREATE TEMP TABLE batch(id TEXT PRIMARY KEY) WITHOUT ROWID")
 def fleet(verb, *extra):
     la = loadavg()
     cpu0 = cpu_s(server_pid), cpu_s(serve_pid)
+    rowid0 = db.execute("SELECT coalesce(max(rowid), 0) FROM commands").fetchone()[0]
     t0 = time.monotonic()
     if K == enrolled:
         how = f"{verb} --all"
-        out = ctl_json(verb, "--all", *extra)
+        p = subprocess.Popen([ctl, "--token-file", token, "--json", verb, "--all", *extra],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Another operator's request while the fleet command is being queued.
+        time.sleep(1)
+        ts = time.monotonic()
+        ctl_json("show", dev)
+        show_ms = (time.monotonic() - ts) * 1000
+        queued_then = db.execute("SELECT count(*) FROM commands WHERE rowid > ?", (rowid0,)).fetchone()[0]
+        stdout, stderr = p.communicate()
+        if p.returncode != 0:
+            sys.exit(f"trustpcctl {verb} --all failed ({p.returncode}): {stderr.strip()[:2000]}")
+        out = json.loads(stdout)
+        print(f"  during the queueing: trustpcctl show DEV answered in {show_ms:.0f} ms "
+              f"(started 1 s into it; about {queued_then} of {K} commands queued when it was answered)")
     else:
         # --all would also queue for the enrolled devices that are not connected: the K as lists
         # (a request body holds at most 64 KiB: 1,500 ids a call).
