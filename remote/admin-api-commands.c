@@ -262,10 +262,10 @@ int api_device_command(ApiCall *c)
 	return answer_json(c, 202, j);
 }
 
-/* A fleet command is queued in slices of FLEET_SLICE devices, each slice one store batch: one
- * commit (one fsync) for its commands and audit rows instead of one each, and the commands are
- * delivered only after that commit. The deliveries' "delivered" marks are a second batch. */
-#define FLEET_SLICE 256
+/* A fleet command is queued in slices of ADMIN_FLEET_SLICE devices, each slice one store batch:
+ * one commit (one fsync) for its commands and audit rows instead of one each, and the commands
+ * are delivered only after that commit. The deliveries' "delivered" marks are a second batch. */
+#define FLEET_SLICE ADMIN_FLEET_SLICE
 #define PREFIX_COMMANDS "/api/v1/commands"
 
 struct AdminFleet {

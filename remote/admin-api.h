@@ -60,13 +60,15 @@ typedef struct AdminContext {
  * 500 without a body). A store failure becomes a 500 {"error":"internal"} answer and is logged. */
 int admin_api_handle(const AdminContext *ctx, const HttpRequest *req, HttpResponse *resp);
 
-/* A fleet command (POST /api/v1/commands) is queued in slices of 256 devices, each slice one
+/* A fleet command (POST /api/v1/commands) is queued in slices of ADMIN_FLEET_SLICE devices (64:
+ * one slice is ~60 ms of the server's loop, the longest another connection waits), each slice one
  * store batch (one commit) and delivered after it. admin_api_handle runs every slice before it
  * answers. admin_api_handle_async does the same for every other request, but leaves a fleet
  * command that passed its checks in *ret_fleet (resp stays empty) for the caller to run with
  * admin_fleet_step, one slice a call, so that an event loop serves its other connections
  * between slices. admin_fleet_step returns 0 while there is more to queue, 1 with the answer in
  * resp, or -ENOMEM. ctx must be equivalent to the one the request was handled with. */
+#define ADMIN_FLEET_SLICE 64
 typedef struct AdminFleet AdminFleet;
 int admin_api_handle_async(const AdminContext *ctx, const HttpRequest *req, HttpResponse *resp,
 			   AdminFleet **ret_fleet);

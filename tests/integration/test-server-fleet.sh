@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # A fleet command on a real trustpc-server with 3,000 devices (seeded into the database the way
 # enrollment writes them; none connected, so every command stays queued): it is queued in slices
-# of 256, one transaction each, one slice per turn of the server's event loop.
+# of 64, one transaction each, one slice per turn of the server's event loop.
 #   - While `trustpcctl lock --all` is being queued, another operator's request is answered (before
 #     the slices, the server served nothing else until the last command was queued).
 #   - The answer lists every device's command, every command is in the database once, with its

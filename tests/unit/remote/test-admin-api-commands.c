@@ -427,7 +427,7 @@ static void test_fleet(void **state)
 	answer_done(&a);
 }
 
-/* More devices than one slice (FLEET_SLICE, 256): every command is committed before its delivery
+/* More devices than one slice (ADMIN_FLEET_SLICE): every command is committed before its delivery
  * is asked for, every device gets exactly one, seqs and audit rows are all there. */
 static void test_fleet_slices(void **state)
 {
@@ -460,13 +460,13 @@ static void test_fleet_slices(void **state)
 }
 
 /* The server's way (admin_api_handle_async): the checks and nothing queued at first, then one
- * slice of 256 per admin_fleet_step, each committed and delivered before the step returns, the
+ * slice of ADMIN_FLEET_SLICE per admin_fleet_step, each committed and delivered before the step returns, the
  * answer with the last one. The request is freed before the first step: the fleet keeps what it
  * needs. */
 static void test_fleet_async(void **state)
 {
-	enum { N = 600 };
-	static const size_t after[] = {256, 512, N};
+	enum { N = 2 * ADMIN_FLEET_SLICE + ADMIN_FLEET_SLICE / 2 };
+	static const size_t after[] = {ADMIN_FLEET_SLICE, 2 * ADMIN_FLEET_SLICE, N};
 	_cleanup_free_ char *text = NULL, *auth = NULL;
 	_cleanup_http_request_ HttpRequest req = {};
 	HttpResponse resp = {};
