@@ -271,9 +271,9 @@ int api_device_command(ApiCall *c)
 struct AdminFleet {
 	char *operator;
 	OperatorRole role;
-	json_t *body;	/* the request: spec's strings and list point into it */
+	json_t *body; /* the request: spec's strings and list point into it */
 	CommandSpec spec;
-	json_t *list;	/* the devices named, or NULL for all: */
+	json_t *list; /* the devices named, or NULL for all: */
 	DeviceRecord *devs;
 	size_t n_devs;
 	size_t n_ids, next;
@@ -314,7 +314,8 @@ static int fleet_slice(ApiCall *c, AdminFleet *f, size_t to)
 		return r;
 	for (size_t i = f->next; i < to; i++) {
 		_cleanup_(command_record_done) CommandRecord rec = {};
-		const char *id = f->list ? json_string_value(json_array_get(f->list, i)) : f->devs[i].device_id;
+		const char *id =
+		    f->list ? json_string_value(json_array_get(f->list, i)) : f->devs[i].device_id;
 		IssueError err = {};
 		json_t *item;
 
@@ -369,8 +370,9 @@ static int fleet_run(ApiCall *c, AdminFleet *f)
 			if (f->next == 0)
 				r = answer_internal(c, r, "queueing the commands");
 			else {
-				log_error_errno(r, "Fleet command: queueing failed after %zu of %zu devices: %m.",
-						f->next, f->n_ids);
+				log_error_errno(
+				    r, "Fleet command: queueing failed after %zu of %zu devices: %m.",
+				    f->next, f->n_ids);
 				r = answer_error(c, 500, "internal",
 						 "The command was queued for %zu of %zu devices, then a "
 						 "server error stopped it (the server's log says which); "
@@ -391,7 +393,7 @@ int admin_fleet_step(AdminFleet *f, const AdminContext *ctx, HttpResponse *resp)
 	_cleanup_(http_response_done) HttpResponse out = {};
 	/* The request itself is gone; what the answers and logs name of it. */
 	HttpRequest req = {.method = (char *)"POST", .path = (char *)PREFIX_COMMANDS};
-	ApiCall c = {.ctx = ctx, .req = &req, .operator = f->operator, .role = f->role, .resp = &out};
+	ApiCall c = {.ctx = ctx, .req = &req, .operator= f->operator, .role = f->role, .resp = &out};
 	int r = fleet_run(&c, f);
 
 	if (r <= 0)
@@ -459,7 +461,7 @@ int api_fleet_command(ApiCall *c)
 
 	f = calloc(1, sizeof(*f));
 	if (f) {
-		*f = (AdminFleet){.operator = strdup(c->operator),
+		*f = (AdminFleet){.operator= strdup(c->operator),
 				  .role = c->role,
 				  .body = TAKE_PTR(body),
 				  .spec = spec,
@@ -474,7 +476,7 @@ int api_fleet_command(ApiCall *c)
 	for (size_t k = 0; k < n_devs; k++)
 		device_record_done(&devs[k]);
 	free(devs);
-	if (!f || !f->operator || !f->out) {
+	if (!f || !f->operator|| !f->out) {
 		admin_fleet_free(f);
 		return -ENOMEM;
 	}

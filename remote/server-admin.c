@@ -105,8 +105,8 @@ static int on_fleet_step(sd_event_source *es, uint64_t usec, void *userdata)
 	admin_fleet_progress(t->fleet, &done, &total);
 	snprintf(what, sizeof(what), "%s", t->what);
 	if (!c)
-		log_info("Admin %s: %d (%zu of %zu devices queued); its client is gone.", what,
-			 resp.status, done, total);
+		log_info("Admin %s: %d (%zu of %zu devices queued); its client is gone.", what, resp.status,
+			 done, total);
 	fleet_task_free(t);
 	if (c) {
 		admin_answer(c, &resp, what);

@@ -3,10 +3,10 @@
  * commands to an attested device, and the device's signed results.
  *
  * Delivery happens right after every attestation, whenever a command is queued for a device
- * that is connected and attested, and after each result (one command in flight per device). Every pending command (queued, or delivered without a result)
- * is sent again on each new connection: the device answers a command it already executed with
- * the stored result (its seq check makes a second execution impossible), so a connection or a
- * server that died between sending and the result loses nothing and doubles nothing. */
+ * that is connected and attested, and after each result (one command in flight per device). Every pending
+ * command (queued, or delivered without a result) is sent again on each new connection: the device answers a
+ * command it already executed with the stored result (its seq check makes a second execution impossible), so
+ * a connection or a server that died between sending and the result loses nothing and doubles nothing. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,8 +233,8 @@ void server_result_verify(void *p)
 	if (j->has_quote) {
 		r = sha256(j->cose, j->cose_size, digest);
 		if (r >= 0)
-			r = tpm2_quote_verify(j->ak_point, j->quote, j->quote_size, j->quote_signature, digest,
-					      sizeof(digest), j->pcrs.mask, j->pcrs.values, &why);
+			r = tpm2_quote_verify(j->ak_point, j->quote, j->quote_size, j->quote_signature,
+					      digest, sizeof(digest), j->pcrs.mask, j->pcrs.values, &why);
 		if (r < 0)
 			j->why = "the quote with the result does not verify";
 	}
@@ -325,12 +325,14 @@ static void result_record(Server *s, ResultJob *j)
 				 time(NULL));
 	if (r == -ESTALE) {
 		/* The answer to a redelivery: the first result counts. */
-		log_debug("Device %s: result for finished command %s again; ignored.", j->device_id, res->id);
+		log_debug("Device %s: result for finished command %s again; ignored.", j->device_id,
+			  res->id);
 		return;
 	}
 	if (r < 0) {
-		log_error_errno(
-		    r, "Cannot record the result of command %s: %m; the device will send it again.", res->id);
+		log_error_errno(r,
+				"Cannot record the result of command %s: %m; the device will send it again.",
+				res->id);
 		return;
 	}
 	log_info("Command %s (%s, seq %" PRIu64 ") on %s: %s%s%s.", res->id, cmd.type, res->seq,

@@ -33,12 +33,12 @@ typedef struct DeviceSession {
 	uint8_t nonce[PROTO_NONCE_SIZE];
 	uint32_t pcr_mask; /* what the challenge asked for */
 	uint8_t ak_point[65];
-	char *image;	   /* the device's image, may be NULL */
-	DeviceState state; /* the attestation's verdict (DEVICE_ATTESTED) */
-	uint64_t sent_seq; /* highest command seq sent on this connection */
-	EcKey *tls_key;	   /* the registered TLS key: verifies command results */
-	uint64_t serial;   /* Server.n_sessions when it was opened */
-	bool verifying;	   /* a result of this session is with the worker threads */
+	char *image;	    /* the device's image, may be NULL */
+	DeviceState state;  /* the attestation's verdict (DEVICE_ATTESTED) */
+	uint64_t sent_seq;  /* highest command seq sent on this connection */
+	EcKey *tls_key;	    /* the registered TLS key: verifies command results */
+	uint64_t serial;    /* Server.n_sessions when it was opened */
+	bool verifying;	    /* a result of this session is with the worker threads */
 	unsigned acks_held; /* acks that wait for that result's commit */
 } DeviceSession;
 

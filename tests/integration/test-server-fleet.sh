@@ -10,47 +10,32 @@
 #   - A client that goes away in the middle (killed) does not stop the fleet command half-way:
 #     every device gets its second lock, and the server logs that the client is gone.
 set -euo pipefail
-source "${TRUSTPC_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib/assert.sh"
-require_cmd jq sqlite3
-
-SERVER=$(find_binary trustpc-server)
+export TRUSTPC_SOURCE_ROOT=${TRUSTPC_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+source "$TRUSTPC_SOURCE_ROOT/tests/integration/test-server-common.sh"
+require_cmd jq
 CTL=$(find_binary trustpcctl)
-[[ -n "$SERVER" && -n "$CTL" ]] || {
-	echo "trustpc-server or trustpcctl not built under $TRUSTPC_BUILD_ROOT" >&2
-	exit 1
-}
+[[ -n "$CTL" ]] || { echo "trustpcctl not built under $TRUSTPC_BUILD_ROOT" >&2; exit 1; }
 T=$TRUSTPC_TEST_TMP
 st=$T/state
 N=3000
-expect_ok "$SERVER" init --state-dir "$st"
-(umask 077 && "$SERVER" operator add op-help --role helpdesk --state-dir "$st" >"$T/help.token")
+server_init "$st" || { cat "$T/init.out" >&2; exit 1; }
+(umask 077 && "$SERVER_BIN" operator add op-help --role helpdesk --state-dir "$st" >"$T/help.token")
 sqlite3 -bail "$st/trustpc-server.db" "
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $N)
 INSERT INTO devices(device_id, hostname, image, state, reason, enrolled_at, last_seen, attested_at, posture)
 SELECT printf('%032x', i), printf('fleet-%d', i), NULL, 'trusted', NULL,
        1700000000, 1700000300, 1700000200, '{\"epoch\":2,\"locked\":false}' FROM n"
-
-NOTIFY_SOCKET='' "$SERVER" run --state-dir "$st" --listen 127.0.0.1 --enroll-port 0 --device-port 0 --admin-port 0 \
-	--tpm-ca "$st/ca.pem" 2>"$T/server.log" &
-SERVER_PID=$!
-cleanup_push "kill -9 $SERVER_PID 2>/dev/null"
-admin_port() { grep -oE 'admin port [0-9]+' "$T/server.log" | grep -oE '[0-9]+$'; }
-if poll_until 10 admin_port >/dev/null; then
-	ok "server listening"
-else
-	not_ok "server listening" "$(cat "$T/server.log")"
-	exit 1
-fi
-export TRUSTPC_SERVER="localhost:$(admin_port)" TRUSTPC_CA="$st/ca.pem"
+server_start "$st" --tpm-ca "$st/ca.pem"
+ok "server listening"
+export TRUSTPC_SERVER="localhost:$ADMIN_PORT" TRUSTPC_CA="$st/ca.pem"
 ctl() { "$CTL" --token-file "$T/help.token" "$@"; }
-db() { sqlite3 "$st/trustpc-server.db" "$1"; }
 
 # ---- another operator is served while the fleet command is being queued ----
 "$CTL" --token-file "$T/help.token" --json lock --all --reason "fleet test" >"$T/fleet.json" 2>"$T/fleet.err" &
 fleet_pid=$!
 cleanup_push "kill $fleet_pid 2>/dev/null"
 some_queued() { (($(db "SELECT count(*) FROM commands") > 0)); }
-poll_until 60 some_queued || { not_ok "the first slice is queued" "$(tail -n 5 "$T/server.log")"; exit 1; }
+poll_until 60 some_queued || { not_ok "the first slice is queued" "$(tail -n 5 "$(server_log)")"; exit 1; }
 expect_ok ctl --json show "$(printf '%032x' 7)"
 during=$(db "SELECT count(*) FROM commands")
 if kill -0 "$fleet_pid" 2>/dev/null && ((during < N)); then
@@ -68,7 +53,7 @@ assert_eq "$N" "$(db "SELECT count(*) FROM audit WHERE action = 'command.queue' 
 "$CTL" --token-file "$T/help.token" --json lock --all --reason "client killed" >/dev/null 2>&1 &
 gone_pid=$!
 second() { (($(db "SELECT count(*) FROM commands") > N)); }
-poll_until 60 second || { not_ok "the second fleet command started" "$(tail -n 5 "$T/server.log")"; exit 1; }
+poll_until 60 second || { not_ok "the second fleet command started" "$(tail -n 5 "$(server_log)")"; exit 1; }
 kill -9 "$gone_pid" 2>/dev/null || true
 wait "$gone_pid" 2>/dev/null || true
 all_twice() { [[ "$(db "SELECT count(*) FROM commands WHERE seq = 2")" == "$N" ]]; }
@@ -77,8 +62,8 @@ if poll_until 120 all_twice; then
 else
 	not_ok "queued to the end after its client was killed" "$(db "SELECT count(*) FROM commands WHERE seq = 2") of $N"
 fi
-gone_logged() { grep -q "its client is gone" "$T/server.log"; }
-if poll_until 10 gone_logged; then ok "the server logged that the client was gone"; else not_ok "the server logged that the client was gone" "$(tail -n 5 "$T/server.log")"; fi
-kill "$SERVER_PID"
-if wait "$SERVER_PID"; then ok "trustpc-server stopped cleanly"; else not_ok "trustpc-server stopped cleanly" "exit $?"; fi
+gone_logged() { grep -q "its client is gone" "$(server_log)"; }
+if poll_until 10 gone_logged; then ok "the server logged that the client was gone"; else not_ok "the server logged that the client was gone" "$(tail -n 5 "$(server_log)")"; fi
+server_stop
+if ((SERVER_RC == 0)); then ok "trustpc-server stopped cleanly"; else not_ok "trustpc-server stopped cleanly" "exit $SERVER_RC"; fi
 test_done

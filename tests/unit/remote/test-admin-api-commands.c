@@ -56,7 +56,8 @@ static void queued_cb(void *userdata, const char *device_id)
 	queued_calls++;
 	if (check_committed) {
 		/* Delivered only once durable: another connection sees the command already. */
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM commands WHERE device_id = '%s'", device_id);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM commands WHERE device_id = '%s'",
+			 device_id);
 		assert_int_equal(sql_int(sql), 1);
 	}
 }
@@ -427,24 +428,32 @@ static void test_fleet(void **state)
 	answer_done(&a);
 }
 
+/* n new trusted devices (ids starting with c) and the body of a lock for all of them by list. */
+static char *fleet_lock_body(char c, unsigned n, const char *reason)
+{
+	char *body = malloc(64 + strlen(reason) + n * 36);
+	size_t len;
+
+	assert_non_null(body);
+	len = (size_t)sprintf(body, "{\"type\":\"lock\",\"reason\":\"%s\",\"devices\":[", reason);
+	for (unsigned i = 0; i < n; i++) {
+		DeviceRecord d = {.hostname = (char *)"fleet", .state = DEVICE_TRUSTED};
+		snprintf(d.device_id, sizeof(d.device_id), "%c%031x", c, i);
+		assert_int_equal(store_device_put(store, &d), 0);
+		len += (size_t)sprintf(body + len, "%s\"%s\"", i ? "," : "", d.device_id);
+	}
+	sprintf(body + len, "]}");
+	return body;
+}
+
 /* More devices than one slice (ADMIN_FLEET_SLICE): every command is committed before its delivery
  * is asked for, every device gets exactly one, seqs and audit rows are all there. */
 static void test_fleet_slices(void **state)
 {
 	enum { N = 600 };
-	char *body = malloc(32 + N * 36);
-	size_t len;
+	char *body = fleet_lock_body('f', N, "sync");
 	Answer a;
 
-	assert_non_null(body);
-	len = (size_t)sprintf(body, "{\"type\":\"lock\",\"devices\":[");
-	for (unsigned i = 0; i < N; i++) {
-		DeviceRecord d = {.hostname = (char *)"fleet", .state = DEVICE_TRUSTED};
-		snprintf(d.device_id, sizeof(d.device_id), "f%031x", i);
-		assert_int_equal(store_device_put(store, &d), 0);
-		len += (size_t)sprintf(body + len, "%s\"%s\"", i ? "," : "", d.device_id);
-	}
-	sprintf(body + len, "]}");
 	check_committed = true;
 	a = call("POST", "/api/v1/commands", tok_helpdesk, body);
 	check_committed = false;
@@ -460,8 +469,8 @@ static void test_fleet_slices(void **state)
 }
 
 /* The server's way (admin_api_handle_async): the checks and nothing queued at first, then one
- * slice of ADMIN_FLEET_SLICE per admin_fleet_step, each committed and delivered before the step returns, the
- * answer with the last one. The request is freed before the first step: the fleet keeps what it
+ * slice of ADMIN_FLEET_SLICE per admin_fleet_step, each committed and delivered before the step
+ * returns, the answer with the last one. The request is freed before the first step: the fleet keeps what it
  * needs. */
 static void test_fleet_async(void **state)
 {
@@ -470,24 +479,18 @@ static void test_fleet_async(void **state)
 	_cleanup_free_ char *text = NULL, *auth = NULL;
 	_cleanup_http_request_ HttpRequest req = {};
 	HttpResponse resp = {};
-	AdminContext ctx = {.store = store, .now = time(NULL), .commands = &keys, .command_queued = queued_cb};
+	AdminContext ctx = {
+	    .store = store, .now = time(NULL), .commands = &keys, .command_queued = queued_cb};
 	AdminFleet *f = NULL;
-	char *body = malloc(64 + N * 36);
-	size_t len, done, total;
+	char *body = fleet_lock_body('a', N, "async");
+	size_t done, total;
 	json_t *j;
 
-	assert_non_null(body);
-	len = (size_t)sprintf(body, "{\"type\":\"lock\",\"reason\":\"async\",\"devices\":[");
-	for (unsigned i = 0; i < N; i++) {
-		DeviceRecord d = {.hostname = (char *)"fleet", .state = DEVICE_TRUSTED};
-		snprintf(d.device_id, sizeof(d.device_id), "a%031x", i);
-		assert_int_equal(store_device_put(store, &d), 0);
-		len += (size_t)sprintf(body + len, "%s\"%s\"", i ? "," : "", d.device_id);
-	}
-	sprintf(body + len, "]}");
 	assert_true(asprintf(&auth, "Authorization: Bearer %s\r\n", tok_helpdesk) > 0);
-	assert_true(asprintf(&text, "POST /api/v1/commands HTTP/1.1\r\nHost: test\r\n%sContent-Length: %zu\r\n\r\n%s",
-			     auth, strlen(body), body) > 0);
+	assert_true(
+	    asprintf(&text,
+		     "POST /api/v1/commands HTTP/1.1\r\nHost: test\r\n%sContent-Length: %zu\r\n\r\n%s", auth,
+		     strlen(body), body) > 0);
 	free(body);
 	assert_int_equal(http_request_parse(text, strlen(text), &req, NULL), 0);
 	assert_int_equal(admin_api_handle_async(&ctx, &req, &resp, &f), 0);
@@ -517,11 +520,12 @@ static void test_fleet_async(void **state)
 	    "async");
 	json_decref(j);
 	http_response_done(&resp);
-	assert_int_equal(sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue' AND actor = 'hugo'"),
-			 N);
+	assert_int_equal(
+	    sql_int("SELECT count(*) FROM audit WHERE action = 'command.queue' AND actor = 'hugo'"), N);
 
 	/* A request refused by the checks is answered at once, no fleet. */
-	assert_true(asprintf(&body, "POST /api/v1/commands HTTP/1.1\r\nHost: test\r\n%sContent-Length: 2\r\n\r\n{}",
+	assert_true(asprintf(&body,
+			     "POST /api/v1/commands HTTP/1.1\r\nHost: test\r\n%sContent-Length: 2\r\n\r\n{}",
 			     auth) > 0);
 	assert_int_equal(http_request_parse(body, strlen(body), &req, NULL), 0);
 	free(body);
