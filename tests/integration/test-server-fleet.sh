@@ -9,6 +9,7 @@
 #     audit row, and each device's seq is 1.
 #   - A client that goes away in the middle (killed) does not stop the fleet command half-way:
 #     every device gets its second lock, and the server logs that the client is gone.
+# shellcheck disable=SC2317 # the check functions are called through poll_until
 set -euo pipefail
 export TRUSTPC_SOURCE_ROOT=${TRUSTPC_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$TRUSTPC_SOURCE_ROOT/tests/integration/test-server-common.sh"
@@ -64,6 +65,6 @@ else
 fi
 gone_logged() { grep -q "its client is gone" "$(server_log)"; }
 if poll_until 10 gone_logged; then ok "the server logged that the client was gone"; else not_ok "the server logged that the client was gone" "$(tail -n 5 "$(server_log)")"; fi
-server_stop
+server_stop TERM
 if ((SERVER_RC == 0)); then ok "trustpc-server stopped cleanly"; else not_ok "trustpc-server stopped cleanly" "exit $SERVER_RC"; fi
 test_done
