@@ -265,8 +265,6 @@ int api_device_command(ApiCall *c)
 /* A fleet command is queued in slices of ADMIN_FLEET_SLICE devices, each slice one store batch:
  * one commit (one fsync) for its commands and audit rows instead of one each, and the commands
  * are delivered only after that commit. The deliveries' "delivered" marks are a second batch. */
-#define FLEET_SLICE ADMIN_FLEET_SLICE
-#define PREFIX_COMMANDS "/api/v1/commands"
 
 struct AdminFleet {
 	char *operator;
@@ -302,7 +300,7 @@ void admin_fleet_progress(const AdminFleet *f, size_t *ret_done, size_t *ret_tot
 
 static int fleet_slice(ApiCall *c, AdminFleet *f, size_t to)
 {
-	const char *queued[FLEET_SLICE];
+	const char *queued[ADMIN_FLEET_SLICE];
 	_cleanup_json_ json_t *items = json_array();
 	size_t n_queued = 0;
 	int r;
@@ -363,7 +361,7 @@ static int fleet_run(ApiCall *c, AdminFleet *f)
 	int r;
 
 	if (f->next < f->n_ids) {
-		r = fleet_slice(c, f, MIN(f->n_ids, f->next + FLEET_SLICE));
+		r = fleet_slice(c, f, MIN(f->n_ids, f->next + ADMIN_FLEET_SLICE));
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0) {
@@ -392,7 +390,7 @@ int admin_fleet_step(AdminFleet *f, const AdminContext *ctx, HttpResponse *resp)
 {
 	_cleanup_(http_response_done) HttpResponse out = {};
 	/* The request itself is gone; what the answers and logs name of it. */
-	HttpRequest req = {.method = (char *)"POST", .path = (char *)PREFIX_COMMANDS};
+	HttpRequest req = {.method = (char *)"POST", .path = (char *)"/api/v1/commands"};
 	ApiCall c = {.ctx = ctx, .req = &req, .operator= f->operator, .role = f->role, .resp = &out};
 	int r = fleet_run(&c, f);
 

@@ -7,6 +7,7 @@
  * command (queued, or delivered without a result) is sent again on each new connection: the device answers a
  * command it already executed with the stored result (its seq check makes a second execution impossible), so
  * a connection or a server that died between sending and the result loses nothing and doubles nothing. */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,7 +196,7 @@ typedef struct ResultJob {
 	CommandResult res;
 } ResultJob;
 
-static void result_job_free(void *p)
+void server_result_drop(void *p)
 {
 	ResultJob *j = p;
 
@@ -245,10 +246,8 @@ int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const Pr
 	ResultJob *j;
 	int r;
 
-	if (m->result.has_quote && m->result.quote_signature.size != sizeof(j->quote_signature)) {
-		result_refused(c->server, peer->device_id, c->peer, "the quote's signature is not 64 bytes");
-		return 0;
-	}
+	/* The decoder takes a quote_signature of exactly 64 bytes (lib/proto/proto-schema.c). */
+	assert(!m->result.has_quote || m->result.quote_signature.size == sizeof(j->quote_signature));
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
@@ -272,7 +271,7 @@ int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const Pr
 	if (r >= 0)
 		r = work_pool_submit(c->server->results, j);
 	if (r < 0) {
-		result_job_free(j);
+		server_result_drop(j);
 		return r;
 	}
 	return 1; /* being verified */
@@ -362,11 +361,6 @@ void server_results_done(void *userdata, void **jobs, size_t n)
 		ResultJob *j = jobs[i];
 
 		server_device_result_done(s, j->device_id, j->session, deliver);
-		result_job_free(j);
+		server_result_drop(j);
 	}
-}
-
-void server_result_drop(void *job)
-{
-	result_job_free(job);
 }

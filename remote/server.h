@@ -250,7 +250,8 @@ typedef struct DeviceCommandPeer {
  * matched to delivered commands of their devices and recorded under one store batch
  * (server_results_done), after which each device gets its next command
  * (server_device_result_done). Refusals are logged and audited ("command.result-refused"); the
- * connection stays. Returns 1 (being verified), 0 (refused at once) or < 0. */
+ * connection stays. Returns 1 (being verified) or < 0. server_result_drop frees a job (also the
+ * pool's drop at shutdown: the command stays delivered and its result comes again). */
 int server_command_result(ServerConn *c, const DeviceCommandPeer *peer, const ProtoMessage *m);
 void server_result_verify(void *job);
 void server_results_done(void *userdata, void **jobs, size_t n);
